@@ -1,0 +1,1 @@
+"""One small module per ``deblur`` subcommand; each is a thin layer over the library API."""

@@ -1,0 +1,214 @@
+"""DBLRNet, the generator of Zhang et al. (TIP 2018), Table I, and its ablation variants.
+
+The network maps a window of ``frames`` consecutive luma planes (N x 1 x T x H x W, values in
+[0, 1]) to the restored centre plane (N x 1 x H x W). It never changes the spatial size: every
+convolution is 3x3 with stride 1 and padding 1.
+
+The two 3D layers (L1, L2) keep their weights in the paper's 3D shape (out, in, t, 3, 3) but are
+computed as 2D convolutions over temporally unfolded inputs. That is mathematically identical to a
+Conv3d without temporal padding and runs on oneDNN's fast 2D path (bf16, channels-last) on CPUs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ARCHS = ("3d", "multi", "single")
+
+
+@dataclass(frozen=True)
+class DBLRNetConfig:
+    """Everything needed to rebuild a network; stored in every weight file's metadata."""
+
+    arch: str = "3d"
+    frames: int = 5
+    first_width: int = 16
+    width: int = 64
+    blocks: int = 14
+    head_width: int = 256
+    global_residual: bool = True
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
+        if self.frames % 2 == 0 or not 1 <= self.frames <= 11:
+            raise ValueError(f"frames must be odd and in 1..11, got {self.frames}")
+        if self.arch == "3d" and self.frames < 3:
+            raise ValueError("the 3d arch needs at least 3 frames")
+        if self.arch == "single" and self.frames != 1:
+            raise ValueError("the single arch takes exactly 1 frame")
+
+    @property
+    def window(self) -> int:
+        """Frames the caller must supply per output frame."""
+        return self.frames
+
+    @property
+    def conv_layers(self) -> int:
+        """Number of stacked 3x3 convolutions: sets the receptive field."""
+        return 2 + 2 * self.blocks + 2 + 3
+
+    @property
+    def receptive_radius(self) -> int:
+        """Pixels on each side that influence one output pixel (one per 3x3 conv)."""
+        return self.conv_layers
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> DBLRNetConfig:
+        data = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        return cls(**data)
+
+
+PAPER = DBLRNetConfig()
+"""The paper's DBLRNet (3D, 5 frames), plus our global residual (see MODEL_CARD.md)."""
+
+FAST = DBLRNetConfig(first_width=8, width=32, blocks=6, head_width=64)
+"""Same design, ~10x fewer FLOPs: the CPU preset ``dblrnet-fast``."""
+
+TINY = DBLRNetConfig(first_width=4, width=8, blocks=1, head_width=8)
+"""For tests only: runs in milliseconds."""
+
+
+def conv3x3(cin: int, cout: int, bias: bool = True) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, padding=1, bias=bias)
+
+
+class TemporalConv(nn.Module):
+    """A 3x3xt convolution with no temporal padding, computed as 2D convolutions.
+
+    Input N x C x T x H x W; output N x out x (T - t + 1) x H x W. The weight keeps the Conv3d
+    layout (out, C, t, 3, 3) so the layer is the paper's 3D layer parameter for parameter.
+    """
+
+    def __init__(self, cin: int, cout: int, taps: int) -> None:
+        super().__init__()
+        reference = nn.Conv3d(cin, cout, (taps, 3, 3), padding=(0, 1, 1))
+        self.taps = taps
+        self.weight = nn.Parameter(reference.weight.detach().clone())
+        self.bias = nn.Parameter(reference.bias.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, t, h, w = x.shape
+        positions = t - self.taps + 1
+        # (N, C, T, H, W) -> (N * positions, C * taps, H, W): each temporal position is one sample.
+        windows = x.unfold(2, self.taps, 1)  # N, C, positions, H, W, taps
+        windows = windows.permute(0, 2, 1, 5, 3, 4).reshape(n * positions, c * self.taps, h, w)
+        weight2d = self.weight.reshape(self.weight.shape[0], c * self.taps, 3, 3)
+        out = F.conv2d(windows, weight2d, self.bias, padding=1)
+        return out.reshape(n, positions, -1, h, w).transpose(1, 2)
+
+
+class ResidualBlock(nn.Module):
+    """conv-BN-ReLU-conv-BN with an identity skip (L3..L30)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.conv1 = conv3x3(width, width, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = conv3x3(width, width, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn1(self.conv1(x)))
+        return x + self.bn2(self.conv2(y))
+
+
+class DBLRNet(nn.Module):
+    """The generator: temporal front end (L1, L2), 14 residual blocks, L31..L35."""
+
+    def __init__(self, config: DBLRNetConfig = PAPER) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        if c.arch == "3d":
+            self.l1 = TemporalConv(1, c.first_width, 3)
+            self.l2 = TemporalConv(c.first_width, c.width, c.frames - 2)
+        else:  # "multi" stacks the frames as channels, "single" sees one frame
+            self.l1 = conv3x3(c.frames, c.first_width)
+            self.l2 = conv3x3(c.first_width, c.width)
+        self.blocks = nn.Sequential(*(ResidualBlock(c.width) for _ in range(c.blocks)))
+        self.l31 = conv3x3(c.width, c.width, bias=False)
+        self.bn31 = nn.BatchNorm2d(c.width)
+        self.l32 = conv3x3(c.width, c.width, bias=False)
+        self.bn32 = nn.BatchNorm2d(c.width)
+        self.l33 = conv3x3(c.width, c.head_width)
+        self.l34 = conv3x3(c.head_width, c.head_width)
+        self.l35 = conv3x3(c.head_width, 1)
+        # Start close to "output = input centre" when the global residual is on.
+        if c.global_residual:
+            nn.init.normal_(self.l35.weight, std=1e-3)
+            nn.init.zeros_(self.l35.bias)
+
+    def front(self, x: torch.Tensor) -> torch.Tensor:
+        """L1 and L2: from N x 1 x T x H x W to N x width x H x W."""
+        if self.config.arch == "3d":
+            y = F.relu(self.l1(x))
+            return F.relu(self.l2(y)).squeeze(2)
+        y = F.relu(self.l1(x[:, 0]))
+        return F.relu(self.l2(y))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 5 or x.shape[1] != 1 or x.shape[2] != self.config.frames:
+            raise ValueError(f"expected N x 1 x {self.config.frames} x H x W, got {tuple(x.shape)}")
+        skip = self.front(x)
+        y = self.blocks(skip)
+        y = F.relu(self.bn31(self.l31(y)))
+        y = self.bn32(self.l32(y)) + skip
+        y = F.relu(self.l33(y))
+        y = F.relu(self.l34(y))
+        y = self.l35(y)
+        if self.config.global_residual:
+            # Added in fp32: under bf16 autocast the correction is small, the centre is not.
+            y = y.float() + x[:, :, self.config.frames // 2].float()
+        return y
+
+    def macs_per_pixel(self) -> int:
+        """Multiply-accumulates per output pixel (all layers are per-pixel convolutions)."""
+        c = self.config
+        if c.arch == "3d":
+            front = (c.frames - 2) * 9 * 3 * c.first_width + 9 * (
+                c.frames - 2
+            ) * c.first_width * c.width
+        else:
+            front = 9 * c.frames * c.first_width + 9 * c.first_width * c.width
+        body = (2 * c.blocks + 2) * 9 * c.width * c.width
+        head = 9 * c.width * c.head_width + 9 * c.head_width**2 + 9 * c.head_width
+        return front + body + head
+
+
+def fold_batchnorm(model: DBLRNet) -> DBLRNet:
+    """Fold every eval-mode BatchNorm into the conv before it, in place; BN becomes identity.
+
+    Inference then runs one fused conv instead of conv + normalisation: fewer memory passes.
+    Exact in fp32 up to rounding.
+    """
+    pairs = [(b.conv1, "bn1", b) for b in model.blocks] + [
+        (b.conv2, "bn2", b) for b in model.blocks
+    ]
+    pairs += [(model.l31, "bn31", model), (model.l32, "bn32", model)]
+    for conv, bn_name, owner in pairs:
+        bn = getattr(owner, bn_name)
+        if isinstance(bn, nn.Identity):
+            continue
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        with torch.no_grad():
+            conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
+            bias = bn.bias - bn.running_mean * scale
+            if conv.bias is None:
+                conv.bias = nn.Parameter(bias.clone())
+            else:
+                conv.bias.copy_(conv.bias * scale + bias)
+        setattr(owner, bn_name, nn.Identity())
+    return model
