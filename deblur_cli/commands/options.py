@@ -1,0 +1,66 @@
+"""Options shared by every subcommand that runs a model (video, frames, bench)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from deblur_cli.engine import DEVICES, PRECISIONS, Deblurrer
+from deblur_cli.weights import DEFAULT_MODEL, load_model
+
+_ENGINE_OPTIONS = [
+    click.option(
+        "--model",
+        "-m",
+        default=DEFAULT_MODEL,
+        show_default=True,
+        help="Shipped name (dblrnet, dblrgan, dblrnet-fast), a .safetensors path, "
+        "or hf://owner/repo/file.safetensors.",
+    ),
+    click.option(
+        "--device",
+        type=click.Choice(DEVICES),
+        default="auto",
+        show_default=True,
+        help="auto picks CUDA, then MPS, then the CPU.",
+    ),
+    click.option(
+        "--precision",
+        type=click.Choice(PRECISIONS),
+        default="auto",
+        show_default=True,
+        help="auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32.",
+    ),
+    click.option(
+        "--batch",
+        "batch_size",
+        type=click.IntRange(0, 256),
+        default=0,
+        help="Windows per forward pass (0: 1 on CPU, 4 on CUDA).",
+    ),
+    click.option(
+        "--tile",
+        type=click.IntRange(min=32),
+        default=None,
+        help="Process frames in tiles of this many pixels (with overlap); "
+        "default: tile only when a frame would not fit the memory budget.",
+    ),
+]
+
+
+def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate a click command with --model/--device/--precision/--batch/--tile."""
+    for option in reversed(_ENGINE_OPTIONS):
+        command = option(command)
+    return command
+
+
+def make_engine(
+    model: str, device: str, precision: str, batch_size: int, tile: int | None
+) -> Deblurrer:
+    """Load the model named on the command line and prepare it for inference."""
+    return Deblurrer(
+        load_model(model), device=device, precision=precision, batch_size=batch_size, tile=tile
+    )
