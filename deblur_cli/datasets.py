@@ -1,0 +1,485 @@
+"""Dataset readers: blurry/sharp video sequences on disk -> windows of luma planes.
+
+Four published layouts are understood (see :func:`find_sequences`), each turned into a list of
+:class:`Sequence` (one video: its blurry frames and, when known, the sharp ones). Training and
+benchmarking both start from that list, so a new layout only needs a new reader.
+
+Every frame is read as BT.601 full-range luma (the JPEG convention) in [0, 1], the plane the
+network sees at inference (see ``color.py``); colour is only needed by the benchmark, which reads
+it itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Iterable
+from collections.abc import Sequence as SequenceABC
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from deblur_cli.color import rgb_to_luma
+from deblur_cli.errors import DatasetError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+LAYOUTS = ("dvd", "gopro", "kitti", "folder")
+
+# Su et al.'s test videos (the DVD paper's Table 1 and DBLRNet's Table III use these ten).
+DVD_TEST_VIDEOS = (
+    "IMG_0030",
+    "IMG_0049",
+    "IMG_0021",
+    "720p_240fps_2",
+    "IMG_0032",
+    "IMG_0033",
+    "IMG_0031",
+    "IMG_0003",
+    "IMG_0039",
+    "IMG_0037",
+)
+
+EXPECTED_LAYOUT = {
+    "dvd": "ROOT/quantitative_datasets/<video>/{input,GT}/*.jpg",
+    "gopro": "ROOT/{train,test}/<sequence>/{blur,blur_gamma,sharp}/*.png",
+    "kitti": "ROOT/'blur image'/{image_2,image_3}/%06d_{09,10,11}.png and "
+    "ROOT/'clean image'/{image_2,image_3}/...",
+    "folder": "ROOT/<sequence>/{blur|blurry|input}/ and ROOT/<sequence>/{sharp|gt|GT}/ "
+    "(or ROOT/blur + ROOT/sharp for a single sequence)",
+}
+
+PUBLISHED_AT = {
+    "dvd": "the DeepVideoDeblurring dataset of Su et al., CVPR 2017 "
+    "(http://www.cs.ubc.ca/labs/imager/tr/2017/DeepVideoDeblurring/)",
+    "gopro": "the GoPro dataset of Nah et al., CVPR 2017 (https://seungjunnah.github.io/Datasets/gopro)",
+    "kitti": "Blurred KITTI of Pan et al., CVPR 2017, 'Simultaneous Stereo Video Deblurring and "
+    "Scene Flow Estimation' (arXiv:1704.03273; ask the authors for the data)",
+    "folder": "your own paired folders (e.g. written by `deblur synth`)",
+}
+
+BLURRY_DIR_NAMES = ("blur", "blurry", "input")
+SHARP_DIR_NAMES = ("sharp", "gt", "GT")
+
+
+@dataclass(frozen=True)
+class Sequence:
+    """One video: consecutive blurry frames, and the sharp frames when ground truth exists."""
+
+    name: str
+    blurry: list[Path]
+    sharp: list[Path] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.blurry:
+            raise DatasetError(f"sequence {self.name} has no frames")
+        if self.sharp is not None and len(self.sharp) != len(self.blurry):
+            raise DatasetError(
+                f"sequence {self.name}: {len(self.blurry)} blurry "
+                f"but {len(self.sharp)} sharp frames"
+            )
+
+    def __len__(self) -> int:
+        return len(self.blurry)
+
+
+# --------------------------------------------------------------------------------------------
+# Frames
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An image file as stored: H x W (gray) or H x W x 3 RGB, uint8 or uint16, alpha dropped."""
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise DatasetError(f"cannot read image {path}")
+    if image.dtype not in (np.uint8, np.uint16):
+        raise DatasetError(f"{path}: unsupported sample type {image.dtype} (want 8 or 16 bit)")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
+    if image.ndim == 3:
+        image = cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2RGB)
+    return image
+
+
+def code_max(dtype: np.dtype) -> float:
+    """Largest code value of an unsigned image type (255 or 65535)."""
+    return float(np.iinfo(dtype).max)
+
+
+def image_to_luma(image: np.ndarray) -> np.ndarray:
+    """Stored gray/RGB codes -> float32 H x W BT.601 full-range luma in [0, 1]."""
+    unit = image.astype(np.float32) / code_max(image.dtype)
+    return unit if unit.ndim == 2 else rgb_to_luma(unit)
+
+
+def load_luma(path: Path) -> np.ndarray:
+    """Float32 H x W luma in [0, 1] of an image file (gray images are their own luma)."""
+    return image_to_luma(read_image(Path(path)))
+
+
+def load_luma_codes(path: Path) -> np.ndarray:
+    """Luma quantised to the file's own bit depth (uint8 or uint16).
+
+    This is what :class:`WindowDataset` keeps in memory: a quarter (or half) of float32, and the
+    rounding error (at most half a code) is below what JPEG storage already costs. Cached and
+    uncached datasets both go through it, so they give identical samples.
+    """
+    image = read_image(Path(path))
+    if image.ndim == 2:
+        return image
+    peak = code_max(image.dtype)
+    luma = np.rint(image_to_luma(image) * peak)
+    return np.clip(luma, 0, peak).astype(image.dtype)
+
+
+def codes_to_unit(codes: np.ndarray) -> np.ndarray:
+    return codes.astype(np.float32) / code_max(codes.dtype)
+
+
+def window_indices(index: int, count: int, frames: int) -> list[int]:
+    """Frame indices of the window centred on ``index``; out-of-range neighbours repeat the edge.
+
+    A 3-frame Blurred KITTI sequence with a 5-frame window gives [0, 0, 0, 1, 2] for frame 0.
+    """
+    if not 0 <= index < count:
+        raise IndexError(f"frame {index} outside a sequence of {count}")
+    radius = frames // 2
+    return [min(max(j, 0), count - 1) for j in range(index - radius, index + radius + 1)]
+
+
+# --------------------------------------------------------------------------------------------
+# Listing
+
+
+def natural_key(path: Path) -> list[object]:
+    """Sort key that orders frame2 before frame10 (numbers compared as numbers)."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(
+        (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+        key=natural_key,
+    )
+
+
+def subdirs(folder: Path) -> list[Path]:
+    return sorted((p for p in folder.iterdir() if p.is_dir()), key=natural_key)
+
+
+def pair_frames(name: str, blurry: list[Path], sharp: list[Path]) -> Sequence:
+    """Pair blurry and sharp frames by file stem, else (same count) by sorted order."""
+    sharp_by_stem = {p.stem: p for p in sharp}
+    if len(sharp_by_stem) == len(sharp) and all(p.stem in sharp_by_stem for p in blurry):
+        return Sequence(name, blurry, [sharp_by_stem[p.stem] for p in blurry])
+    if len(blurry) == len(sharp):
+        return Sequence(name, blurry, sharp)
+    raise DatasetError(
+        f"sequence {name}: {len(blurry)} blurry and {len(sharp)} sharp frames do not pair up"
+    )
+
+
+def first_existing(folder: Path, names: Iterable[str]) -> Path | None:
+    for name in names:
+        if (folder / name).is_dir():
+            return folder / name
+    return None
+
+
+def dataset_error(layout: str, root: Path, problem: str) -> DatasetError:
+    """One line: what is wrong, the expected layout, and where the dataset comes from."""
+    return DatasetError(
+        f"{problem} under {root}: expected {EXPECTED_LAYOUT[layout]}; "
+        f"this is {PUBLISHED_AT[layout]}"
+    )
+
+
+def require_dir(layout: str, root: Path) -> Path:
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise dataset_error(layout, root, "no dataset folder")
+    return root
+
+
+# --------------------------------------------------------------------------------------------
+# Readers
+
+
+def dvd_sequences(root: Path, split: str = "test") -> list[Sequence]:
+    """Su et al.'s DeepVideoDeblurring layout, ``root/quantitative_datasets/<video>/{input,GT}``.
+
+    ``split``: "test" is Su et al.'s 10 test videos, "train" the others, "all" every video.
+    Folders of our own in this layout (e.g. from ``deblur synth --layout dvd``) contain none of
+    the 10 test names; there every split means every video found. ``root`` may also be the
+    ``quantitative_datasets`` folder itself.
+    """
+    root = require_dir("dvd", root)
+    base = root / "quantitative_datasets"
+    if not base.is_dir():
+        base = root
+    if split not in ("test", "train", "all"):
+        raise ValueError(f"split must be test, train or all, got {split!r}")
+    videos = [d for d in subdirs(base) if (d / "input").is_dir() and (d / "GT").is_dir()]
+    if not videos:
+        raise dataset_error("dvd", root, "no <video>/input + <video>/GT folders")
+    names = {d.name for d in videos}
+    if split != "all" and names & set(DVD_TEST_VIDEOS):
+        test = split == "test"
+        videos = [d for d in videos if (d.name in DVD_TEST_VIDEOS) == test]
+    return [pair_frames(d.name, list_images(d / "input"), list_images(d / "GT")) for d in videos]
+
+
+def gopro_sequences(root: Path, split: str = "test", gamma: bool = False) -> list[Sequence]:
+    """Nah et al.'s GoPro layout, ``root/{train,test}/<seq>/{blur|blur_gamma,sharp}/*.png``.
+
+    ``gamma`` picks ``blur_gamma`` (frames averaged in gamma space) over ``blur`` (linear).
+    """
+    root = require_dir("gopro", root)
+    splits = ("train", "test") if split == "all" else (split,)
+    blur_dir = "blur_gamma" if gamma else "blur"
+    sequences = []
+    for part in splits:
+        if not (root / part).is_dir():
+            raise dataset_error("gopro", root, f"no '{part}' folder")
+        for seq in subdirs(root / part):
+            if (seq / blur_dir).is_dir() and (seq / "sharp").is_dir():
+                name = f"{part}/{seq.name}" if split == "all" else seq.name
+                sequences.append(
+                    pair_frames(name, list_images(seq / blur_dir), list_images(seq / "sharp"))
+                )
+    if not sequences:
+        raise dataset_error("gopro", root, f"no <sequence>/{blur_dir} + <sequence>/sharp folders")
+    return sequences
+
+
+KITTI_NAME = re.compile(r"^(\d{6})_(\d{2})$")
+
+
+def kitti_sequences(root: Path) -> list[Sequence]:
+    """Pan et al.'s Blurred KITTI: one 3-frame Sequence per (camera, scene), e.g. "image_2/000001".
+
+    Files are ``root/blur image/image_2/000001_09.png`` ... ``_11.png`` with the same names under
+    ``root/clean image``; image_2 is the left camera, image_3 the right one.
+    """
+    root = require_dir("kitti", root)
+    blur_root, clean_root = root / "blur image", root / "clean image"
+    if not blur_root.is_dir() or not clean_root.is_dir():
+        raise dataset_error("kitti", root, "no 'blur image' and 'clean image' folders")
+    sequences = []
+    for camera in ("image_2", "image_3"):
+        if not (blur_root / camera).is_dir():
+            continue
+        scenes: dict[str, list[Path]] = {}
+        for path in list_images(blur_root / camera):
+            match = KITTI_NAME.match(path.stem)
+            if match:
+                scenes.setdefault(match.group(1), []).append(path)
+        for scene, blurry in sorted(scenes.items()):
+            sharp = [clean_root / camera / p.name for p in blurry]
+            missing = [p for p in sharp if not p.is_file()]
+            if missing:
+                raise dataset_error("kitti", root, f"no clean frame {missing[0].name} ({camera})")
+            sequences.append(Sequence(f"{camera}/{scene}", blurry, sharp))
+    if not sequences:
+        raise dataset_error("kitti", root, "no %06d_NN.png frames in image_2 or image_3")
+    return sequences
+
+
+def folder_sequence(folder: Path, name: str) -> Sequence | None:
+    """A folder holding a blurry subfolder (and maybe a sharp one), or None."""
+    blurry = first_existing(folder, BLURRY_DIR_NAMES)
+    if blurry is None:
+        return None
+    sharp = first_existing(folder, SHARP_DIR_NAMES)
+    frames = list_images(blurry)
+    if not frames:
+        return None
+    if sharp is None:
+        return Sequence(name, frames, None)
+    return pair_frames(name, frames, list_images(sharp))
+
+
+def folder_sequences(root: Path) -> list[Sequence]:
+    """Generic pairs: ``root/<seq>/{blur|blurry|input}`` with ``{sharp|gt|GT}``, or ``root/blur``
+    with ``root/sharp`` as one sequence. A sequence without a sharp folder has ``sharp=None``."""
+    root = require_dir("folder", root)
+    single = folder_sequence(root, root.name)
+    if single is not None:
+        return [single]
+    sequences = [s for d in subdirs(root) if (s := folder_sequence(d, d.name)) is not None]
+    if not sequences:
+        raise dataset_error("folder", root, "no blurry/sharp folder pairs")
+    return sequences
+
+
+def find_sequences(layout: str, root: Path, split: str = "test") -> list[Sequence]:
+    """Read a dataset in one of :data:`LAYOUTS`; ``split`` applies to dvd and gopro only."""
+    if layout == "dvd":
+        return dvd_sequences(root, split)
+    if layout == "gopro":
+        return gopro_sequences(root, split)
+    if layout == "kitti":
+        return kitti_sequences(root)
+    if layout == "folder":
+        return folder_sequences(root)
+    raise DatasetError(f"unknown dataset layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+
+
+# --------------------------------------------------------------------------------------------
+# Where datasets live
+
+
+def user_data_dir() -> Path:
+    """The per-user data folder, following each platform's convention (no extra dependency)."""
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "deblur"
+
+
+def default_data_root(dataset: str) -> Path:
+    """``$DEBLUR_DATA/<dataset>`` when DEBLUR_DATA is set, else ``<user data dir>/<dataset>``."""
+    env = os.environ.get("DEBLUR_DATA")
+    return (Path(env).expanduser() if env else user_data_dir()) / dataset
+
+
+# --------------------------------------------------------------------------------------------
+# Training windows
+
+
+class WindowDataset(torch.utils.data.Dataset):
+    """(window of ``frames`` blurry luma planes, sharp centre plane) pairs for training.
+
+    Item ``i`` is the i-th frame that has ground truth, over all sequences in order. Returns
+    ``(blurry 1 x T x c x c, sharp 1 x c x c)`` float32 tensors; edge frames are repeated so every
+    frame of a sequence is a centre, even in sequences shorter than the window.
+
+    With ``augment``, a random crop (one position for the whole window and the target), random
+    horizontal/vertical flips and a random temporal reversal are applied. The randomness of item
+    ``i`` comes from ``(torch.initial_seed(), i, epoch)``: inside DataLoader workers
+    torch.initial_seed() is the worker's seed (drawn from the loader's ``generator``), so a seeded
+    loader gives the same samples every run; call :meth:`set_epoch` to vary crops across epochs
+    when the seed does not change (``num_workers=0`` or persistent workers).
+
+    ``crop=None`` gives whole frames with no randomness (validation). ``cache=True`` decodes every
+    frame once, in ``__init__``, into uint8/uint16 luma: eager, because a lazily filled cache would
+    be rebuilt by every worker process, while an eager one is shared by fork copy-on-write.
+    """
+
+    def __init__(
+        self,
+        sequences: SequenceABC[Sequence],
+        frames: int = 5,
+        crop: int | None = 128,
+        augment: bool = True,
+        cache: bool = True,
+        progress: bool = True,
+    ) -> None:
+        if frames < 1 or frames % 2 == 0:
+            raise ValueError(f"frames must be odd and positive, got {frames}")
+        self.sequences = [s for s in sequences if s.sharp is not None]
+        if not self.sequences:
+            raise DatasetError("no sequence with sharp ground truth to train or validate on")
+        self.frames = frames
+        self.crop = crop
+        self.augment = augment
+        self.epoch = 0
+        self.items = [(s, i) for s, seq in enumerate(self.sequences) for i in range(len(seq))]
+        self.blurry_cache: list[list[np.ndarray]] | None = None
+        self.sharp_cache: list[list[np.ndarray]] | None = None
+        if cache:
+            self.preload(progress)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def preload(self, progress: bool = True) -> None:
+        """Decode every frame into memory (called by ``__init__`` when ``cache=True``)."""
+        paths = [p for seq in self.sequences for p in [*seq.blurry, *(seq.sharp or [])]]
+        planes = dict(zip(paths, self._decode_all(paths, progress), strict=True))
+        self.blurry_cache = [[planes[p] for p in seq.blurry] for seq in self.sequences]
+        self.sharp_cache = [[planes[p] for p in seq.sharp or []] for seq in self.sequences]
+
+    @staticmethod
+    def _decode_all(paths: list[Path], progress: bool) -> Iterable[np.ndarray]:
+        if not progress:
+            return [load_luma_codes(p) for p in paths]
+        from rich.console import Console
+        from rich.progress import track
+
+        console = Console(stderr=True)
+        return [
+            load_luma_codes(p)
+            for p in track(paths, description="decoding frames", console=console, transient=True)
+        ]
+
+    def cache_bytes(self) -> int:
+        """Memory held by the frame cache (0 without cache)."""
+        if self.blurry_cache is None or self.sharp_cache is None:
+            return 0
+        return sum(a.nbytes for planes in self.blurry_cache + self.sharp_cache for a in planes)
+
+    def _blurry(self, seq: int, frame: int) -> np.ndarray:
+        if self.blurry_cache is not None:
+            return self.blurry_cache[seq][frame]
+        return load_luma_codes(self.sequences[seq].blurry[frame])
+
+    def _sharp(self, seq: int, frame: int) -> np.ndarray:
+        if self.sharp_cache is not None:
+            return self.sharp_cache[seq][frame]
+        return load_luma_codes(self.sequences[seq].sharp[frame])  # type: ignore[index]
+
+    def rng(self, index: int) -> np.random.Generator:
+        """The random stream of one item, reproducible from the torch seed, index and epoch."""
+        return np.random.default_rng([torch.initial_seed(), index, self.epoch])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not 0 <= index < len(self.items):
+            raise IndexError(index)
+        seq, frame = self.items[index]
+        window = window_indices(frame, len(self.sequences[seq]), self.frames)
+        planes = [self._blurry(seq, j) for j in window]
+        target = self._sharp(seq, frame)
+        stack = np.stack([*planes, target])  # T+1 x H x W codes
+        if self.crop is not None:
+            rng = self.rng(index)
+            stack = self._random_crop(stack, self.crop, rng)
+            if self.augment:
+                stack = self._augment(stack, rng)
+        unit = codes_to_unit(np.ascontiguousarray(stack))
+        blurry = torch.from_numpy(unit[:-1].copy()).unsqueeze(0)
+        sharp = torch.from_numpy(unit[-1].copy()).unsqueeze(0)
+        return blurry, sharp
+
+    @staticmethod
+    def _random_crop(stack: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+        """One crop position for all planes; frames smaller than the crop are mirrored out."""
+        _, height, width = stack.shape
+        pad_h, pad_w = max(size - height, 0), max(size - width, 0)
+        if pad_h or pad_w:
+            stack = np.pad(stack, ((0, 0), (0, pad_h), (0, pad_w)), mode="symmetric")
+            height, width = stack.shape[1:]
+        top = int(rng.integers(0, height - size + 1))
+        left = int(rng.integers(0, width - size + 1))
+        return stack[:, top : top + size, left : left + size]
+
+    def _augment(self, stack: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Flips (both axes) and temporal reversal: blur has no preferred direction in time."""
+        flip_h, flip_v, reverse = rng.random(3) < 0.5
+        if flip_h:
+            stack = stack[:, :, ::-1]
+        if flip_v:
+            stack = stack[:, ::-1, :]
+        if reverse:
+            stack = np.concatenate([stack[-2::-1], stack[-1:]])
+        return stack
