@@ -19,6 +19,7 @@ so clip k is identical whatever the number of clips requested.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import re
 import shutil
@@ -1005,9 +1006,47 @@ def clip_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, index]))
 
 
-def _frames_window(rng: np.random.Generator, frames: np.ndarray, count: int) -> np.ndarray:
-    start = int(rng.integers(0, max(1, frames.shape[0] - count + 1)))
-    return frames[start : start + count]
+def scene_segments(frames: np.ndarray) -> list[tuple[int, int]]:
+    """Split a video [m,H,W,3] at scene cuts into [start, end) runs of continuous frames.
+
+    A cut is a jump in the mean absolute difference of 32x32 gray thumbnails far above the
+    clip's typical frame difference. Averaging or shaking across a cut would teach cross-fades.
+    """
+    thumbs = np.stack(
+        [
+            cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (32, 32), interpolation=cv2.INTER_AREA)
+            for f in frames
+        ]
+    ).astype(np.float32)
+    diffs = np.abs(np.diff(thumbs, axis=0)).mean(axis=(1, 2))
+    if diffs.size == 0:
+        return [(0, frames.shape[0])]
+    cuts = np.flatnonzero(diffs > max(25.0, 6.0 * float(np.median(diffs)))) + 1
+    bounds = [0, *cuts.tolist(), frames.shape[0]]
+    return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
+
+
+@lru_cache(maxsize=64)
+def _source_segments(path: Path) -> tuple[tuple[int, int], ...]:
+    source = load_source(path)
+    return tuple(scene_segments(source)) if source.ndim == 4 else ((0, 1),)
+
+
+def _frames_window(
+    rng: np.random.Generator,
+    frames: np.ndarray,
+    segments: Sequence[tuple[int, int]],
+    count: int,
+) -> np.ndarray:
+    """``count`` consecutive frames inside one scene (fewer if no scene is that long)."""
+    fitting = [s for s in segments if s[1] - s[0] >= count]
+    if fitting:
+        lengths = np.array([b - a - count + 1 for a, b in fitting], np.float64)
+        start, end = fitting[int(rng.choice(len(fitting), p=lengths / lengths.sum()))]
+    else:
+        start, end = max(segments, key=lambda s: s[1] - s[0])
+    first = int(rng.integers(start, max(start, end - count) + 1))
+    return frames[first : min(end, first + count)]
 
 
 def _odd_tau(rng: np.random.Generator, ranges: BlurRanges) -> int:
@@ -1018,6 +1057,7 @@ def _odd_tau(rng: np.random.Generator, ranges: BlurRanges) -> int:
 def _make_clip(
     rng: np.random.Generator,
     source: np.ndarray,
+    segments: Sequence[tuple[int, int]],
     others: Sequence[np.ndarray],
     process: str,
     frames_per_clip: int,
@@ -1030,13 +1070,12 @@ def _make_clip(
     if process == "average":
         if not is_video:
             raise ValueError("frame averaging needs video sources")
-        tau = _odd_tau(rng, ranges)
-        tau = max(1, min(tau, source.shape[0] // frames_per_clip))
-        if tau % 2 == 0:
-            tau -= 1
-        window = _frames_window(rng, source, frames_per_clip * tau)
+        longest = max(b - a for a, b in segments)
+        tau = min(_odd_tau(rng, ranges), max(1, longest // frames_per_clip))
+        tau -= 1 - tau % 2  # odd, so the sharp reference is a real middle frame
+        window = _frames_window(rng, source, segments, frames_per_clip * tau)
         return average_clip(window, tau, size, rng, ranges)
-    image = _frames_window(rng, source, frames_per_clip) if is_video else source
+    image = _frames_window(rng, source, segments, frames_per_clip) if is_video else source
     if process == "psf":
         return psf_clip(image, frames_per_clip, size, rng, ranges)
     return shake_clip(image, frames_per_clip, size, rng, ranges, object_images=others)
@@ -1074,7 +1113,8 @@ def synthesize_dataset(
         other_ids = [i for i in range(len(usable)) if i != pick] or [pick]
         chosen = rng.choice(other_ids, size=min(3, len(other_ids)), replace=False)
         others = [load_source(usable[int(i)]) for i in chosen]
-        clip = _make_clip(rng, source, others, process, frames_per_clip, size, ranges)
+        segments = _source_segments(usable[pick])
+        clip = _make_clip(rng, source, segments, others, process, frames_per_clip, size, ranges)
         clip.name = f"{index:05d}_{clip.name}_{usable[pick].stem}"
         clip.meta.update(source=str(usable[pick]), seed=seed, index=index)
         yield clip
