@@ -36,3 +36,9 @@ class DeblurGroup(click.Group):
 @click.version_option(package_name="deblur-cli")
 def main(debug: bool) -> None:
     """Deblur videos and image sequences with DBLRNet / DBLRGAN (Zhang et al., TIP 2018)."""
+
+
+from deblur_cli.commands.train import export_command, train_command  # noqa: E402
+
+main.add_command(train_command)
+main.add_command(export_command)

@@ -1,0 +1,142 @@
+"""``deblur train`` and ``deblur export``: thin wrappers over :mod:`deblur_cli.train`."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from deblur_cli.train import PRESETS, STAGES, TrainOptions, export_checkpoint, train
+
+DEFAULTS = TrainOptions(out_dir="", train_data=[])
+
+
+def default(name: str) -> object:
+    return getattr(DEFAULTS, name)
+
+
+@click.command("train")
+@click.option(
+    "--data",
+    "train_data",
+    multiple=True,
+    required=True,
+    metavar="LAYOUT:PATH",
+    help="Training data, e.g. dvd:data/train (layouts: dvd, gopro, kitti, folder). "
+    "Repeat to mix datasets.",
+)
+@click.option(
+    "--val",
+    "val_data",
+    multiple=True,
+    metavar="LAYOUT:PATH",
+    help="Validation data (a fixed set of centre crops is scored every --val-every steps).",
+)
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Run folder: resume.pt, metrics.jsonl, best/last.safetensors.",
+)
+@click.option("--stage", type=click.Choice(STAGES), default="content", show_default=True)
+@click.option(
+    "--preset",
+    type=click.Choice(sorted(PRESETS)),
+    default="paper",
+    show_default=True,
+    help="Network widths/depth: paper (Table I), fast (CPU preset), tiny (tests).",
+)
+@click.option(
+    "--arch", type=click.Choice(["3d", "multi", "single"]), default="3d", show_default=True
+)
+@click.option("--frames", type=click.IntRange(3, 11), default=5, show_default=True)
+@click.option("--no-global-residual", is_flag=True, help="Predict the frame, not a correction.")
+@click.option("--init", default=None, help="Start from these weights (the GAN stage needs it).")
+@click.option("--steps", type=click.IntRange(1), default=default("steps"), show_default=True)
+@click.option("--batch", type=click.IntRange(1), default=default("batch"), show_default=True)
+@click.option("--crop", type=click.IntRange(16), default=default("crop"), show_default=True)
+@click.option("--lr", type=float, default=None, help="Default 1e-4 (content) or 1e-5 (gan).")
+@click.option("--lr-min", type=float, default=default("lr_min"), show_default=True)
+@click.option(
+    "--alpha",
+    type=float,
+    default=default("alpha"),
+    show_default=True,
+    help="Weight of the adversarial loss in the GAN stage.",
+)
+@click.option(
+    "--val-every", type=click.IntRange(1), default=default("val_every"), show_default=True
+)
+@click.option(
+    "--val-windows", type=click.IntRange(1), default=default("val_windows"), show_default=True
+)
+@click.option(
+    "--log-every", type=click.IntRange(1), default=default("log_every"), show_default=True
+)
+@click.option(
+    "--ckpt-every", type=click.IntRange(1), default=default("ckpt_every"), show_default=True
+)
+@click.option("--ckpt-minutes", type=float, default=default("ckpt_minutes"), show_default=True)
+@click.option("--seed", type=int, default=default("seed"), show_default=True)
+@click.option("--workers", type=click.IntRange(0), default=default("workers"), show_default=True)
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "bf16"]),
+    default="auto",
+    show_default=True,
+    help="auto: bf16 autocast on CPUs with native bf16.",
+)
+@click.option("--resume", is_flag=True, help="Continue from OUT/resume.pt (same options).")
+@click.option("--quiet", "-q", is_flag=True)
+def train_command(
+    resume: bool, quiet: bool, no_global_residual: bool, lr: float | None, **values: object
+) -> None:
+    """Train DBLRNet (--stage content) or fine-tune DBLRGAN from it (--stage gan)."""
+    stage = values["stage"]
+    values["lr"] = lr if lr is not None else (1e-5 if stage == "gan" else 1e-4)
+    values["global_residual"] = not no_global_residual
+    values["train_data"] = list(values["train_data"])  # type: ignore[arg-type]
+    values["val_data"] = list(values["val_data"])  # type: ignore[arg-type]
+    known = {f.name for f in dataclasses.fields(TrainOptions)}
+    options = TrainOptions(**{k: v for k, v in values.items() if k in known})  # type: ignore[arg-type]
+    console = Console(stderr=True)
+    columns = [
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:.2f} steps/s loss {task.fields[loss]:.5f}"),
+        TimeRemainingColumn(),
+    ]  # fmt: skip
+    with Progress(*columns, console=console, disable=quiet) as bar:
+        task = bar.add_task(f"train {stage}", total=options.steps, rate=0.0, loss=0.0)
+
+        def progress(step: int, total: int, losses: dict[str, float]) -> None:
+            speed = bar.tasks[task].speed or 0.0
+            bar.update(task, completed=step, total=total, loss=losses["loss"], rate=speed)
+
+        state = train(options, resume=resume, progress=progress)
+    out = Path(options.out_dir)
+    click.echo(
+        f"trained to step {state.step}; best val PSNR {state.best_psnr:.2f} dB; "
+        f"weights {out / 'best.safetensors'}",
+        err=True,
+    )
+
+
+@click.command("export")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--out",
+    "output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Weights file to write (.safetensors), loadable with --model PATH.",
+)
+def export_command(checkpoint: Path, output: Path) -> None:
+    """Turn a training checkpoint (resume.pt) into a weights file."""
+    path = export_checkpoint(checkpoint, output)
+    click.echo(f"wrote {path}", err=True)

@@ -1,0 +1,457 @@
+"""Training: the content stage (DBLRNet, MSE) and the GAN stage (DBLRGAN), resumable and DDP-ready.
+
+Reproducibility is by construction: the batch drawn at step ``s`` (which windows, which crops,
+flips and reversals) is a pure function of ``(seed, s, rank)``. A checkpoint therefore only needs
+the networks, optimisers, schedule, the torch RNG and the step, and ``N steps + resume + N steps``
+equals ``2N`` steps in one go, bit for bit on the CPU.
+
+Multi-GPU / multi-node: launch with ``torchrun``; each process trains on its own shard of the
+batch through DistributedDataParallel, and rank 0 validates, logs and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from deblur_cli.datasets import WindowDataset, find_sequences
+from deblur_cli.engine import channels_last, cpu_has_native_bf16
+from deblur_cli.errors import DatasetError, DeblurError
+from deblur_cli.metrics import psnr, ssim
+from deblur_cli.models import FAST, PAPER, TINY, DBLRNet, DBLRNetConfig
+from deblur_cli.models.discriminator import Discriminator
+from deblur_cli.weights import load_model, save_model
+
+PRESETS = {"paper": PAPER, "fast": FAST, "tiny": TINY}
+STAGES = ("content", "gan")
+RESUME_FILE = "resume.pt"
+METRICS_FILE = "metrics.jsonl"
+
+ProgressHook = Callable[[int, int, dict[str, float]], None]
+"""Called after every step with (step, total steps, losses); the CLI draws its progress line."""
+
+
+@dataclass
+class TrainOptions:
+    """Everything that defines a run. Stored in the checkpoint so a resume uses the same run."""
+
+    out_dir: str
+    train_data: list[str]  # "layout:path", e.g. "dvd:data/train"
+    val_data: list[str] = field(default_factory=list)
+    stage: str = "content"
+    preset: str = "paper"
+    arch: str = "3d"
+    frames: int = 5
+    global_residual: bool = True
+    init: str | None = None  # weights to start from (the GAN stage starts from content weights)
+    steps: int = 1000
+    batch: int = 4
+    crop: int = 128
+    lr: float = 1e-4
+    lr_min: float = 1e-5
+    plateau_patience: int = 4  # validations without improvement before lr drops
+    alpha: float = 2e-4  # weight of the adversarial loss (GAN stage)
+    lr_d: float = 1e-5
+    d_width: float = 0.5  # discriminator width scale (1.0 = the paper's 64..512)
+    early_stop: int = 2  # GAN: stop after this many validations below the best PSNR
+    val_every: int = 500
+    val_windows: int = 32
+    val_crop: int = 256
+    log_every: int = 10
+    ckpt_every: int = 200
+    ckpt_minutes: float = 5.0
+    seed: int = 0
+    workers: int = 0
+    precision: str = "auto"  # auto: bf16 autocast on CPUs with native bf16
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise DeblurError(f"--stage must be one of {STAGES}")
+        if self.stage == "gan" and not self.init:
+            raise DeblurError("the GAN stage starts from content-stage weights: pass --init PATH")
+
+    def model_config(self) -> DBLRNetConfig:
+        frames = 1 if self.arch == "single" else self.frames
+        return replace(
+            PRESETS[self.preset],
+            arch=self.arch,
+            frames=frames,
+            global_residual=self.global_residual,
+        )
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    best_psnr: float = -math.inf
+    bad_validations: int = 0
+    stopped_early: bool = False
+
+
+# ---------------------------------------------------------------- data
+
+
+class StepBatches(Sampler[list[tuple[int, int]]]):
+    """Batch ``s`` = ``batch`` (window index, augmentation seed) pairs drawn from (seed, s, rank)."""
+
+    def __init__(self, items: int, batch: int, seed: int, start: int, stop: int, rank: int) -> None:
+        self.items, self.batch, self.seed = items, batch, seed
+        self.start, self.stop, self.rank = start, stop, rank
+
+    def __len__(self) -> int:
+        return max(self.stop - self.start, 0)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for step in range(self.start, self.stop):
+            rng = np.random.default_rng([self.seed, step, self.rank])
+            indices = rng.integers(0, self.items, self.batch)
+            seeds = rng.integers(0, 2**31 - 1, self.batch)
+            yield [(int(i), int(s)) for i, s in zip(indices, seeds, strict=True)]
+
+
+class SeededWindows(Dataset):
+    """Makes a window's random crop/flip/reversal a function of the seed it is asked with."""
+
+    def __init__(self, base: WindowDataset) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index, seed = item
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.base[index]
+
+
+def parse_sources(specs: list[str]) -> list:
+    """``layout:path`` strings -> the sequences they hold (all splits of our own datasets)."""
+    sequences = []
+    for spec in specs:
+        layout, sep, root = spec.partition(":")
+        if not sep:
+            raise DatasetError(f"expected LAYOUT:PATH (e.g. dvd:data/train), got {spec!r}")
+        split = "train" if layout in ("dvd", "gopro") else "test"
+        sequences += find_sequences(layout, Path(root), split=split)
+    return sequences
+
+
+def fixed_validation_windows(
+    specs: list[str], frames: int, count: int, crop: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed, evenly spaced set of centre-cropped windows: the same at every validation."""
+    dataset = WindowDataset(parse_sources(specs), frames=frames, crop=None, augment=False)
+    picks = np.linspace(0, len(dataset) - 1, num=min(count, len(dataset))).round().astype(int)
+    items = [dataset[int(index)] for index in picks]
+    height = min([crop] + [sharp.shape[-2] for _, sharp in items])
+    width = min([crop] + [sharp.shape[-1] for _, sharp in items])
+
+    def centre(t: torch.Tensor) -> torch.Tensor:
+        top, left = (t.shape[-2] - height) // 2, (t.shape[-1] - width) // 2
+        return t[..., top : top + height, left : left + width]
+
+    return torch.stack([centre(x) for x, _ in items]), torch.stack([centre(y) for _, y in items])
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size); starts the process group when launched by torchrun."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), size) if size > 1 else (0, 1)
+
+
+def autocast(precision: str) -> contextlib.AbstractContextManager:
+    use_bf16 = precision == "bf16" or (precision == "auto" and cpu_has_native_bf16())
+    return torch.autocast("cpu", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
+
+
+def atomic_torch_save(obj: object, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
+
+
+# ---------------------------------------------------------------- the trainer
+
+
+class Trainer:
+    """Owns the networks, optimisers, data and logs of one run (one stage)."""
+
+    def __init__(self, options: TrainOptions, resume: bool = False) -> None:
+        self.options = options
+        self.out = Path(options.out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.rank, self.world_size = world()
+        torch.manual_seed(options.seed)
+        self.generator = self._build_generator()
+        self.config = self.generator.config
+        self.opt = torch.optim.Adam(self.generator.parameters(), lr=options.lr)
+        self.schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.opt, mode="max", factor=0.1, patience=options.plateau_patience,
+            min_lr=options.lr_min,
+        )  # fmt: skip
+        self.discriminator: nn.Module | None = None
+        self.opt_d: torch.optim.Optimizer | None = None
+        if options.stage == "gan":
+            self.discriminator = channels_last(Discriminator(options.d_width))
+            self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=options.lr_d)
+        self.state = TrainState()
+        if resume:
+            self._load_resume()
+        self.train_set = WindowDataset(
+            parse_sources(options.train_data), frames=self.config.frames, crop=options.crop,
+            augment=True, cache=True,
+        )  # fmt: skip
+        if len(self.train_set) == 0:
+            raise DatasetError("the training data holds no frames with ground truth")
+        self.val = (
+            fixed_validation_windows(
+                options.val_data, self.config.frames, options.val_windows, options.val_crop
+            )
+            if options.val_data
+            else None
+        )
+        self.g = self._distribute(self.generator)
+        self.d = self._distribute(self.discriminator) if self.discriminator else None
+
+    def _build_generator(self) -> DBLRNet:
+        if self.options.init:
+            model = load_model(self.options.init)
+        else:
+            model = DBLRNet(self.options.model_config())
+        return channels_last(model.train())
+
+    def _distribute(self, module: nn.Module) -> nn.Module:
+        if self.world_size == 1:
+            return module
+        return nn.parallel.DistributedDataParallel(module)
+
+    # ------------------------------------------------------------ checkpoints
+
+    @property
+    def resume_path(self) -> Path:
+        return self.out / RESUME_FILE
+
+    def save_resume(self) -> None:
+        if self.rank != 0:
+            return
+        payload = {
+            "state": asdict(self.state),
+            "options": json.dumps(asdict(self.options), sort_keys=True),
+            "config": self.config.to_json(),
+            "generator": self.generator.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        if self.discriminator is not None and self.opt_d is not None:
+            payload["discriminator"] = self.discriminator.state_dict()
+            payload["optimizer_d"] = self.opt_d.state_dict()
+        atomic_torch_save(payload, self.resume_path)
+
+    def _load_resume(self) -> None:
+        if not self.resume_path.is_file():
+            raise DeblurError(f"--resume: no checkpoint at {self.resume_path}")
+        # weights_only: a checkpoint is tensors and plain values; never run pickled code.
+        payload = torch.load(self.resume_path, map_location="cpu", weights_only=True)
+        if payload["config"] != self.generator.config.to_json():
+            raise DeblurError(f"{self.resume_path} was trained with another model config")
+        self.generator.load_state_dict(payload["generator"])
+        self.opt.load_state_dict(payload["optimizer"])
+        self.schedule.load_state_dict(payload["schedule"])
+        if self.discriminator is not None and self.opt_d is not None:
+            self.discriminator.load_state_dict(payload["discriminator"])
+            self.opt_d.load_state_dict(payload["optimizer_d"])
+        torch.set_rng_state(payload["torch_rng"])
+        self.state = TrainState(**payload["state"])
+        self._truncate_metrics(self.state.step)
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop log lines written after the checkpoint we resume from."""
+        path = self.out / METRICS_FILE
+        if self.rank != 0 or not path.is_file():
+            return
+        lines = [ln for ln in path.read_text().splitlines() if json.loads(ln)["step"] <= step]
+        path.write_text("".join(f"{ln}\n" for ln in lines))
+
+    def export(self, name: str) -> Path:
+        return save_model(
+            self.generator, self.out / name, stage=self.options.stage, step=self.state.step,
+            best_val_psnr=round(self.state.best_psnr, 4),
+        )  # fmt: skip
+
+    # ------------------------------------------------------------ steps
+
+    def log(self, record: dict) -> None:
+        if self.rank == 0:
+            with open(self.out / METRICS_FILE, "a") as handle:
+                handle.write(json.dumps(record, sort_keys=True) + "\n")
+
+    def content_step(self, blurry: torch.Tensor, sharp: torch.Tensor) -> dict[str, float]:
+        with autocast(self.options.precision):
+            restored = self.g(blurry)
+        loss = F.mse_loss(restored.float(), sharp)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return {"loss": loss.item()}
+
+    def gan_step(self, blurry: torch.Tensor, sharp: torch.Tensor) -> dict[str, float]:
+        assert self.d is not None and self.opt_d is not None
+        real = torch.ones(sharp.shape[0], dtype=torch.long)
+        fake = torch.zeros_like(real)
+        with autocast(self.options.precision):
+            restored = self.g(blurry)
+            d_loss = F.cross_entropy(self.d(sharp).float(), real) + F.cross_entropy(
+                self.d(restored.detach()).float(), fake
+            )
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_d.step()
+        with autocast(self.options.precision):
+            # Non-saturating form of log(1 - D(G(x))): -log D(G(x)); same fixed point.
+            adversarial = F.cross_entropy(self.d(restored).float(), real)
+        content = F.mse_loss(restored.float(), sharp)
+        loss = content + self.options.alpha * adversarial
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return {"loss": loss.item(), "content": content.item(), "adv": adversarial.item(),
+                "d_loss": d_loss.item()}  # fmt: skip
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """PSNR/SSIM on Y of the fixed validation windows, for the output and the blurry input."""
+        assert self.val is not None
+        blurry, sharp = self.val
+        self.generator.eval()
+        outputs = []
+        with autocast(self.options.precision):
+            for start in range(0, len(blurry), 4):
+                outputs.append(self.generator(blurry[start : start + 4]).float().clamp(0, 1))
+        self.generator.train()
+        restored = torch.cat(outputs)[:, 0].numpy()
+        target = sharp[:, 0].numpy()
+        centre = blurry[:, 0, blurry.shape[2] // 2].numpy()
+        pairs = list(zip(restored, target, strict=True))
+        inputs = list(zip(centre, target, strict=True))
+        result = {
+            "val_psnr": float(np.mean([psnr(a, b, data_range=1.0) for a, b in pairs])),
+            "val_ssim": float(np.mean([ssim(a, b, data_range=1.0) for a, b in pairs])),
+            "input_psnr": float(np.mean([psnr(a, b, data_range=1.0) for a, b in inputs])),
+            "input_ssim": float(np.mean([ssim(a, b, data_range=1.0) for a, b in inputs])),
+        }
+        result["gain_db"] = result["val_psnr"] - result["input_psnr"]
+        return result
+
+    def _after_validation(self, metrics: dict[str, float]) -> None:
+        value = metrics["val_psnr"]
+        if self.world_size > 1:  # rank 0's number decides, so every rank schedules alike
+            tensor = torch.tensor([value], dtype=torch.float64)
+            dist.broadcast(tensor, 0)
+            value = float(tensor.item())
+        self.schedule.step(value)
+        if value > self.state.best_psnr:
+            self.state.best_psnr, self.state.bad_validations = value, 0
+            if self.rank == 0:
+                self.export("best.safetensors")
+        else:
+            self.state.bad_validations += 1
+            if (
+                self.options.stage == "gan"
+                and self.state.bad_validations >= self.options.early_stop
+            ):
+                self.state.stopped_early = True
+
+    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        sampler = StepBatches(
+            len(self.train_set), self.options.batch, self.options.seed, self.state.step,
+            self.options.steps, self.rank,
+        )  # fmt: skip
+        loader = DataLoader(
+            SeededWindows(self.train_set), batch_sampler=sampler,
+            num_workers=self.options.workers, persistent_workers=False,
+        )  # fmt: skip
+        for blurry, sharp in loader:
+            yield blurry.contiguous(memory_format=torch.channels_last_3d), sharp
+
+    def run(self, progress: ProgressHook | None = None) -> TrainState:
+        """Train to ``options.steps`` (or an early stop), validating and checkpointing on the way."""
+        options = self.options
+        step_fn = self.gan_step if options.stage == "gan" else self.content_step
+        if self.val is not None and self.state.step == 0 and self.state.best_psnr == -math.inf:
+            self.log({"step": 0, **self.validate(), "lr": options.lr})
+        last_ckpt = time.monotonic()
+        window_start, window_steps = time.monotonic(), 0
+        for blurry, sharp in self.batches():
+            losses = step_fn(blurry, sharp)
+            self.state.step += 1
+            window_steps += 1
+            step = self.state.step
+            if progress:
+                progress(step, options.steps, losses)
+            if step % options.log_every == 0:
+                elapsed = time.monotonic() - window_start
+                rate = window_steps / max(elapsed, 1e-9)
+                self.log({"step": step, **losses, "lr": self.opt.param_groups[0]["lr"],
+                          "steps_per_s": rate, "samples_per_s": rate * options.batch})  # fmt: skip
+                window_start, window_steps = time.monotonic(), 0
+            if self.val is not None and (step % options.val_every == 0 or step == options.steps):
+                metrics = self.validate()
+                self._after_validation(metrics)
+                self.log({"step": step, **metrics, "lr": self.opt.param_groups[0]["lr"]})
+            due = time.monotonic() - last_ckpt > options.ckpt_minutes * 60
+            if step % options.ckpt_every == 0 or due or step == options.steps:
+                self.save_resume()
+                last_ckpt = time.monotonic()
+            if self.state.stopped_early:
+                self.save_resume()
+                break
+        if self.rank == 0:
+            self.export("last.safetensors")
+            if self.val is None:
+                self.export("best.safetensors")
+        return self.state
+
+
+def export_checkpoint(checkpoint: Path, output: Path) -> Path:
+    """Turn a resume checkpoint into a weights file that ``deblur video --model`` loads."""
+    payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    model = DBLRNet(DBLRNetConfig.from_json(payload["config"]))
+    model.load_state_dict(payload["generator"])
+    return save_model(model, output, step=payload["state"]["step"])
+
+
+def train(
+    options: TrainOptions, resume: bool = False, progress: ProgressHook | None = None
+) -> TrainState:
+    """Run one training stage; the library entry point behind ``deblur train``."""
+    return Trainer(options, resume=resume).run(progress)

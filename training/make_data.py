@@ -1,0 +1,40 @@
+"""Make the synthetic training and validation sets used for the shipped weights.
+
+Run from the repository root: ``python training/make_data.py data``. Outputs (not committed):
+  data/train       DVD layout, camera shake (+ moving objects) and frame averaging, train sources
+  data/val_other   PSF-convolution blur (a process never used in training), val sources
+  data/val_own     camera shake like training, but val sources and seeds
+Sources for training and validation are disjoint (deblur_cli.synth.bundled_sources).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from deblur_cli.synth import BlurRanges, bundled_sources, synthesize_dataset, write_dataset
+
+SIZE = (256, 256)
+# Large blur matters: at 256 px the 720p range (0..40 px) would cap at 14 px, so raise the floor.
+RANGES = BlurRanges(blur_px_floor=32.0)
+SETS = {
+    # name: (split, process, clips, frames, seed)
+    "train": ("train", "mixed", 800, 10, 1),
+    "val_other": ("val", "psf", 24, 7, 2000),
+    "val_own": ("val", "shake", 24, 7, 3000),
+}
+
+
+def main(root: Path) -> None:
+    for name, (split, process, clips, frames, seed) in SETS.items():
+        out = root / name
+        if out.exists():
+            print(f"{out} exists; skipping")
+            continue
+        made = synthesize_dataset(bundled_sources(split), clips, frames, SIZE, seed, process, RANGES)
+        count = write_dataset(made, out, layout="dvd")
+        print(f"{out}: {count} clips of {frames} frames ({process}, {split} sources)", flush=True)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "data"))
