@@ -42,3 +42,11 @@ from deblur_cli.commands.train import export_command, train_command  # noqa: E40
 
 main.add_command(train_command)
 main.add_command(export_command)
+
+from deblur_cli.commands.video import video_command  # noqa: E402
+
+main.add_command(video_command)
+
+from deblur_cli.commands.frames import frames_command  # noqa: E402
+
+main.add_command(frames_command)

@@ -1,0 +1,76 @@
+"""``deblur video``: a thin wrapper over :func:`deblur_cli.api.deblur_video`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from deblur_cli.api import deblur_video, plan_video_jobs
+from deblur_cli.commands.options import engine_options, make_engine
+from deblur_cli.commands.progress import Feedback
+
+
+@click.command("video")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    help="Output file, or a folder (required with several inputs). "
+    "Default: <name>_deblurred.<ext> next to the input.",
+)
+@click.option(
+    "--codec",
+    default=None,
+    help="Video encoder (default libx264 for .mp4/.mov/.mkv, libvpx-vp9 for .webm).",
+)
+@click.option("--crf", type=click.IntRange(0, 63), default=18, show_default=True)
+@click.option("--preset", default="medium", show_default=True, help="Encoder speed preset.")
+@click.option("--pix-fmt", default=None, help="Output pixel format (default: the input's).")
+@click.option("--start", type=click.FloatRange(min=0), default=None, help="Start time (seconds).")
+@click.option("--end", type=click.FloatRange(min=0), default=None, help="End time (seconds).")
+@click.option("--compare", is_flag=True, help="Write input|output side by side.")
+@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@click.option(
+    "--strict", is_flag=True, help="Fail on a corrupt input instead of keeping the good part."
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary line.")
+@engine_options
+def video_command(
+    inputs: tuple[Path, ...],
+    output: Path | None,
+    codec: str | None,
+    crf: int,
+    preset: str,
+    pix_fmt: str | None,
+    start: float | None,
+    end: float | None,
+    compare: bool,
+    overwrite: bool,
+    strict: bool,
+    quiet: bool,
+    **engine: object,
+) -> None:
+    """Deblur video files: same frames, timestamps, audio, colour tags and rotation."""
+    jobs = plan_video_jobs(inputs, output, overwrite)
+    deblurrer = make_engine(**engine)
+    feedback = Feedback(quiet)
+    for source, destination in jobs:
+        with feedback.task(source.name) as progress:
+            summary = deblur_video(
+                source,
+                destination,
+                deblurrer,
+                codec=codec,
+                crf=crf,
+                preset=preset,
+                pix_fmt=pix_fmt,
+                start=start,
+                end=end,
+                compare=compare,
+                overwrite=overwrite,
+                strict=strict,
+                progress=progress,
+            )
+        feedback.report(summary)

@@ -1,0 +1,475 @@
+"""Video files in and out with PyAV: planar YUV frames, timestamps, metadata, copied streams.
+
+The reader decodes each frame to its own planar YUV layout and hands out the planes as numpy
+arrays, so luma can be restored while chroma travels through untouched (bit-exact up to the
+encoder). Non-video packets (audio, subtitles) ride along with the next video frame and are muxed
+without re-encoding. Nothing here knows about tensors or the network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+from deblur_cli.errors import InvalidMediaError, OutputError, PartialDecodeError
+
+# Output extension -> default encoder. Anything else uses the container's own default.
+DEFAULT_CODECS = {
+    ".mp4": "libx264",
+    ".m4v": "libx264",
+    ".mov": "libx264",
+    ".mkv": "libx264",
+    ".avi": "libx264",
+    ".ts": "libx264",
+    ".webm": "libvpx-vp9",
+}
+CRF_CODECS = {"libx264", "libx265", "libvpx-vp9", "libaom-av1", "libsvtav1"}
+PRESET_CODECS = {"libx264", "libx265", "libsvtav1"}
+COPIED_STREAM_TYPES = ("audio", "subtitle")
+# Container metadata the muxer writes itself; copying it would describe the wrong file.
+MUXER_OWNED_TAGS = {"encoder", "major_brand", "minor_version", "compatible_brands"}
+# Full-range "J" formats are deprecated aliases: same pixels, range carried in color_range.
+JPEG_ALIASES = {"yuvj420p": "yuv420p", "yuvj422p": "yuv422p", "yuvj444p": "yuv444p"}
+COLOR_RANGE_JPEG = 2
+
+
+@dataclass
+class VideoFrameData:
+    """One decoded frame as planes, plus the foreign packets to mux alongside it."""
+
+    index: int
+    pts: int | None
+    time_base: Fraction | None
+    planes: list[np.ndarray]  # luma first, then chroma (and alpha) exactly as decoded
+    packets: list[av.Packet] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float | None:
+        if self.pts is None or self.time_base is None:
+            return None
+        return float(self.pts * self.time_base)
+
+
+@dataclass(frozen=True)
+class FrameLayout:
+    """What the encoder must reproduce: size, planar format, colour tags, display matrix."""
+
+    width: int
+    height: int
+    pix_fmt: str
+    bit_depth: int
+    full_range: bool
+    color_primaries: int
+    color_trc: int
+    colorspace: int
+    color_range: int
+    display_matrix: tuple[int, ...] | None
+
+
+def planar_format(name: str) -> str:
+    """The planar format to work in: the decoder's own when it is planar YUV or gray."""
+    name = JPEG_ALIASES.get(name, name)
+    fmt = av.VideoFormat(name)
+    if name.startswith(("yuv", "gray")) and fmt.is_planar and not fmt.is_rgb:
+        return name
+    depth = max(c.bits for c in fmt.components)
+    return "yuv444p" if depth <= 8 else "yuv444p16le"
+
+
+def sample_dtype(pix_fmt: str) -> type[np.unsignedinteger]:
+    """uint16 for formats deeper than 8 bits (stored little-endian, one sample per 2 bytes)."""
+    return np.uint16 if av.VideoFormat(pix_fmt).components[0].bits > 8 else np.uint8
+
+
+def plane_arrays(frame: av.VideoFrame) -> list[np.ndarray]:
+    """Copy every plane into a tightly packed array (line padding dropped)."""
+    dtype = sample_dtype(frame.format.name)
+    arrays = []
+    for plane in frame.planes:
+        rows = np.frombuffer(plane, dtype=dtype).reshape(plane.height, -1)
+        arrays.append(rows[:, : plane.width].copy())
+    return arrays
+
+
+def fill_frame(planes: list[np.ndarray], pix_fmt: str, width: int, height: int) -> av.VideoFrame:
+    """Build a frame from packed planes, respecting the frame's own line sizes."""
+    frame = av.VideoFrame(width, height, pix_fmt)
+    for plane, data in zip(frame.planes, planes, strict=True):
+        rows = np.frombuffer(plane, dtype=data.dtype).reshape(plane.height, -1)
+        rows[:, : plane.width] = data[: plane.height, : plane.width]
+    return frame
+
+
+def side_by_side(left: list[np.ndarray], right: list[np.ndarray], pix_fmt: str, width: int):
+    """Planes of input|output, for ``--compare``; chroma of odd widths is cropped to fit."""
+    frame = av.VideoFrame(2 * width, left[0].shape[0], pix_fmt)
+    joined = [np.concatenate([a, b], axis=1) for a, b in zip(left, right, strict=True)]
+    return [j[: p.height, : p.width] for j, p in zip(joined, frame.planes, strict=True)]
+
+
+def _media_error(path: Path, exc: BaseException) -> InvalidMediaError:
+    reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0] or type(exc).__name__
+    return InvalidMediaError(f"{path} is not a readable video ({reason})")
+
+
+class VideoReader:
+    """Demux one file: decode its first video stream, collect packets of streams to copy."""
+
+    def __init__(
+        self,
+        path: Path,
+        start: float | None = None,
+        end: float | None = None,
+        strict: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.start, self.end, self.strict = start, end, strict
+        self.warning: str | None = None
+        self.tail_packets: list[av.Packet] = []
+        try:
+            self.container = av.open(str(self.path), mode="r")
+        except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
+            raise _media_error(self.path, exc) from exc
+        if not self.container.streams.video:
+            self.container.close()
+            raise InvalidMediaError(f"{self.path} has no video stream")
+        self.stream = self.container.streams.video[0]
+        self.stream.thread_type = "AUTO"
+        self.copied_streams = [s for s in self.container.streams if s.type in COPIED_STREAM_TYPES]
+        self._offset: int | None = None  # pts shift when --start cuts the beginning
+        self._layout: FrameLayout | None = None
+
+    # -- facts the writer and the progress bar need ------------------------------------------
+    @property
+    def time_base(self) -> Fraction:
+        return self.stream.time_base
+
+    @property
+    def frame_rate(self) -> Fraction | None:
+        return self.stream.average_rate or self.stream.guessed_rate
+
+    def estimated_frames(self) -> int | None:
+        """Frame count for the progress bar (the container's count, else duration x rate)."""
+        rate = self.frame_rate
+        duration = self._duration_seconds()
+        if self.start is None and self.end is None and self.stream.frames:
+            return int(self.stream.frames)
+        if rate is None or duration is None:
+            return None
+        first = max(self.start or 0.0, 0.0)
+        last = min(self.end, duration) if self.end is not None else duration
+        return max(math.ceil((last - first) * rate), 0)
+
+    def _duration_seconds(self) -> float | None:
+        if self.stream.duration is not None and self.stream.time_base is not None:
+            return float(self.stream.duration * self.stream.time_base)
+        if self.container.duration is not None:
+            return self.container.duration / av.time_base
+        return None
+
+    # -- decoding ------------------------------------------------------------------------------
+    def frames(self) -> Iterator[VideoFrameData]:
+        """Decoded frames in presentation order, each carrying the packets demuxed before it.
+
+        A decoding error part-way stops the stream: by default the frames before it are kept and
+        ``warning`` says where it stopped; with ``strict`` it raises PartialDecodeError.
+        """
+        self._seek_to_start()
+        pending: list[av.Packet] = []
+        index = 0
+        last_seconds: float | None = None
+        try:
+            for packet in self.container.demux(self.stream, *self.copied_streams):
+                if packet.stream.type != "video":
+                    if packet.size:
+                        pending.append(packet)
+                    continue
+                for frame in packet.decode():
+                    if self._past_end(frame):
+                        self.tail_packets = self._shift_packets(pending)
+                        return
+                    if self._before_start(frame):
+                        continue
+                    item = self._frame_data(frame, index)
+                    item.packets = self._shift_packets(pending)
+                    pending = []
+                    last_seconds = item.seconds
+                    index += 1
+                    yield item
+        except av.FFmpegError as exc:
+            where = f"frame {index}" + (f" (after {last_seconds:.3f} s)" if last_seconds else "")
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            message = f"{self.path}: decoding stopped at {where}: {reason}"
+            if self.strict or index == 0:
+                raise (PartialDecodeError if index else InvalidMediaError)(message) from exc
+            self.warning = f"{message}; kept the {index} frames before it"
+        self.tail_packets = self._shift_packets(pending)
+
+    def _seek_to_start(self) -> None:
+        if not self.start or self.start <= 0:
+            return
+        target = int(self.start / self.stream.time_base)
+        try:
+            self.container.seek(target, stream=self.stream, backward=True)
+        except av.FFmpegError:
+            self.container.seek(0, stream=self.stream)
+
+    @staticmethod
+    def _seconds(frame: av.VideoFrame) -> float | None:
+        if frame.pts is None or frame.time_base is None:
+            return None
+        return float(frame.pts * frame.time_base)
+
+    def _before_start(self, frame: av.VideoFrame) -> bool:
+        seconds = self._seconds(frame)
+        return None not in (seconds, self.start) and seconds < self.start - 1e-6
+
+    def _past_end(self, frame: av.VideoFrame) -> bool:
+        seconds = self._seconds(frame)
+        return None not in (seconds, self.end) and seconds >= self.end - 1e-6
+
+    def _frame_data(self, frame: av.VideoFrame, index: int) -> VideoFrameData:
+        """Planes in the working format; pts moved so that --start becomes time zero."""
+        pts = frame.pts
+        if self.start is not None and pts is not None:
+            if self._offset is None:
+                self._offset = pts
+            pts -= self._offset
+        working = planar_format(frame.format.name)
+        if working != frame.format.name and JPEG_ALIASES.get(frame.format.name) != working:
+            frame = frame.reformat(format=working)
+        if self._layout is None:
+            self._layout = self._layout_of(frame, working)
+        return VideoFrameData(index, pts, frame.time_base or self.time_base, plane_arrays(frame))
+
+    @property
+    def layout(self) -> FrameLayout:
+        """Layout of the first decoded frame (available once ``frames()`` has yielded one)."""
+        if self._layout is None:
+            raise InvalidMediaError(f"{self.path} has no decodable video frame")
+        return self._layout
+
+    def _layout_of(self, frame: av.VideoFrame, working: str) -> FrameLayout:
+        matrix = None
+        for data in frame.side_data:
+            if data.type.name == "DISPLAYMATRIX":
+                matrix = tuple(int(v) for v in np.frombuffer(bytes(data), dtype=np.int32))
+        context = self.stream.codec_context
+        color_range = frame.color_range or context.color_range
+        if frame.format.name in JPEG_ALIASES:
+            color_range = COLOR_RANGE_JPEG
+        return FrameLayout(
+            width=frame.width,
+            height=frame.height,
+            pix_fmt=working,
+            bit_depth=av.VideoFormat(working).components[0].bits,
+            full_range=color_range == COLOR_RANGE_JPEG,
+            color_primaries=frame.color_primaries or context.color_primaries,
+            color_trc=frame.color_trc or context.color_trc,
+            colorspace=frame.colorspace or context.colorspace,
+            color_range=color_range,
+            display_matrix=matrix,
+        )
+
+    def _shift_packets(self, packets: list[av.Packet]) -> list[av.Packet]:
+        """Drop packets outside --start/--end and move the rest by the same offset as video."""
+        if self.start is None and self.end is None:
+            return packets
+        offset = Fraction(self._offset or 0) * self.stream.time_base if self.start else Fraction(0)
+        kept = []
+        for packet in packets:
+            if packet.pts is None:
+                continue
+            seconds = packet.pts * packet.time_base
+            if seconds < offset or (self.end is not None and seconds >= self.end):
+                continue
+            shift = round(offset / packet.time_base)
+            packet.pts -= shift
+            if packet.dts is not None:
+                packet.dts -= shift
+            kept.append(packet)
+        return kept
+
+    def close(self) -> None:
+        self.container.close()
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """Encoder choices; None means "as the input" or "the container's default"."""
+
+    codec: str | None = None
+    crf: int | None = 18
+    preset: str | None = "medium"
+    pix_fmt: str | None = None
+    compare: bool = False
+
+
+class VideoWriter:
+    """Encode restored frames and mux copied packets into one output file.
+
+    The video stream is configured from the first frame (size, format, colour tags, display
+    matrix), so nothing is written until a frame arrives.
+    """
+
+    def __init__(self, path: Path, reader: VideoReader, settings: EncodeSettings) -> None:
+        self.path = Path(path)
+        self.reader = reader
+        self.settings = settings
+        self.warnings: list[str] = []
+        self.frames_written = 0
+        try:
+            self.container = av.open(str(self.path), mode="w")
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            raise OutputError(f"cannot write {self.path}: {exc}") from exc
+        self.stream: Any = None
+        self.stream_map: dict[int, Any] = {}
+
+    def _open(self, layout: FrameLayout) -> None:
+        """Add the video stream and the copied streams; called with the first frame."""
+        codec = self.settings.codec or DEFAULT_CODECS.get(self.path.suffix.lower())
+        codec = codec or self.container.default_video_codec
+        try:
+            stream = self.container.add_stream(codec)
+        except (av.FFmpegError, ValueError) as exc:
+            raise OutputError(f"cannot encode with codec {codec!r}: {exc}") from exc
+        width = layout.width * (2 if self.settings.compare else 1)
+        stream.width, stream.height = width, layout.height
+        stream.pix_fmt = self._output_pix_fmt(stream, layout)
+        stream.time_base = self.reader.time_base
+        context = stream.codec_context
+        context.time_base = self.reader.time_base
+        if self.reader.frame_rate:
+            context.framerate = self.reader.frame_rate
+        context.color_primaries = layout.color_primaries
+        context.color_trc = layout.color_trc
+        context.colorspace = layout.colorspace
+        context.color_range = layout.color_range
+        context.thread_type = "AUTO"
+        stream.options = self._codec_options(codec)
+        if layout.display_matrix:
+            stream.set_display_matrix(list(layout.display_matrix))
+        if language := self.reader.stream.metadata.get("language"):
+            stream.metadata["language"] = language
+        self.stream = stream
+        self._add_copied_streams()
+        for key, value in self.reader.container.metadata.items():
+            if key.lower() not in MUXER_OWNED_TAGS:
+                self.container.metadata[key] = value
+
+    def _output_pix_fmt(self, stream: Any, layout: FrameLayout) -> str:
+        """--pix-fmt, else the input's; falls back (with a warning) if the codec can't do it."""
+        wanted = self.settings.pix_fmt or layout.pix_fmt
+        supported = [f.name for f in stream.codec_context.codec.video_formats or []]
+        if not supported or wanted in supported:
+            return wanted
+        if self.settings.pix_fmt:
+            raise OutputError(
+                f"codec {stream.codec_context.name} cannot encode {wanted}; "
+                f"choose --pix-fmt from: {', '.join(supported)}"
+            )
+        deep = "yuv420p10le" if layout.bit_depth > 8 else "yuv420p"
+        fallback = deep if deep in supported else supported[0]
+        self.warnings.append(
+            f"{stream.codec_context.name} cannot encode {wanted}; wrote {fallback} instead"
+        )
+        return fallback
+
+    def _codec_options(self, codec: str) -> dict[str, str]:
+        options: dict[str, str] = {}
+        if self.settings.crf is not None and codec in CRF_CODECS:
+            options["crf"] = str(self.settings.crf)
+            if codec == "libvpx-vp9":
+                options["b"] = "0"  # constant quality mode
+        if self.settings.preset and codec in PRESET_CODECS:
+            options["preset"] = self.settings.preset
+        return options
+
+    def _add_copied_streams(self) -> None:
+        for source in self.reader.copied_streams:
+            try:
+                target = self.container.add_stream_from_template(source)
+            except (av.FFmpegError, ValueError, TypeError) as exc:
+                self.warnings.append(
+                    f"dropped {source.type} stream #{source.index} "
+                    f"({source.codec_context.name}): {self.path.suffix} cannot hold it ({exc})"
+                )
+                continue
+            self.stream_map[source.index] = target
+
+    def write(self, item: VideoFrameData, luma: np.ndarray) -> None:
+        """Mux the packets that came before this frame, then encode the frame."""
+        layout = self.reader.layout
+        if self.stream is None:
+            self._open(layout)
+        self.mux_packets(item.packets)
+        planes = [luma, *item.planes[1:]]
+        width = layout.width
+        if self.settings.compare:
+            planes = side_by_side(item.planes, planes, layout.pix_fmt, width)
+            width *= 2
+        frame = fill_frame(planes, layout.pix_fmt, width, layout.height)
+        frame.pts, frame.time_base = item.pts, item.time_base
+        frame.color_range = layout.color_range
+        frame.colorspace = layout.colorspace
+        frame.color_primaries = layout.color_primaries
+        frame.color_trc = layout.color_trc
+        if self.stream.pix_fmt != layout.pix_fmt:
+            frame = frame.reformat(format=self.stream.pix_fmt)
+        self._encode(frame)
+        self.frames_written += 1
+
+    def mux_packets(self, packets: list[av.Packet]) -> None:
+        for packet in packets:
+            target = self.stream_map.get(packet.stream.index)
+            if target is None:
+                continue
+            packet.stream = target
+            self._mux(packet)
+
+    def _encode(self, frame: av.VideoFrame | None) -> None:
+        try:
+            packets = self.stream.encode(frame)
+        except av.FFmpegError as exc:
+            raise OutputError(f"encoding {self.path.name} failed: {exc}") from exc
+        for packet in packets:
+            self._mux(packet)
+
+    def _mux(self, packet: av.Packet) -> None:
+        try:
+            self.container.mux(packet)
+        except (av.FFmpegError, OSError) as exc:
+            raise OutputError(f"cannot write {self.path}: {exc}") from exc
+
+    def finish(self, tail_packets: list[av.Packet]) -> None:
+        """Flush the encoder, mux the trailing packets and write the container index."""
+        if self.stream is None:
+            raise InvalidMediaError(f"{self.reader.path} has no decodable video frame")
+        self._encode(None)
+        self.mux_packets(tail_packets)
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self.container.close()
+        except (av.FFmpegError, OSError) as exc:
+            raise OutputError(f"cannot write {self.path}: {exc}") from exc
+
+    def abort(self) -> None:
+        """Close after a failure; the file is about to be deleted, so errors don't matter."""
+        with contextlib.suppress(Exception):
+            self.container.close()
