@@ -7,8 +7,12 @@ The front door of the library; the ``deblur`` command is a thin layer over these
     engine = Deblurrer(model)              # device/precision "auto"
     for payload, plane in engine.stream(frames):   # (payload, float32 luma) pairs
         ...
+    deblur_video("in.mp4", "out.mp4", engine)      # -> Summary (frames, seconds, fps)
+    deblur_frames("frames/", "frames_out/", engine)
+    for image in deblur_images(rgb_arrays, engine): ...
 """
 
+from deblur_cli.api import Summary, deblur_frames, deblur_images, deblur_video
 from deblur_cli.engine import Deblurrer
 from deblur_cli.errors import DeblurError
 from deblur_cli.models import FAST, PAPER, TINY, DBLRNet, DBLRNetConfig
@@ -23,6 +27,10 @@ __all__ = [
     "DBLRNetConfig",
     "DeblurError",
     "Deblurrer",
+    "Summary",
+    "deblur_frames",
+    "deblur_images",
+    "deblur_video",
     "load_model",
     "resolve_weights",
     "save_model",
