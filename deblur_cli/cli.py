@@ -50,3 +50,7 @@ main.add_command(video_command)
 from deblur_cli.commands.frames import frames_command  # noqa: E402
 
 main.add_command(frames_command)
+
+from deblur_cli.commands.bench import bench_command  # noqa: E402
+
+main.add_command(bench_command)
