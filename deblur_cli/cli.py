@@ -54,3 +54,7 @@ main.add_command(frames_command)
 from deblur_cli.commands.bench import bench_command  # noqa: E402
 
 main.add_command(bench_command)
+
+from deblur_cli.commands.synth import synth  # noqa: E402
+
+main.add_command(synth)

