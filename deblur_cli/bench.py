@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from deblur_cli import metrics
-from deblur_cli.color import rgb_to_luma, rgb_to_ycbcr, ycbcr_to_rgb
+from deblur_cli.color import KB, KG, KR, rgb_to_ycbcr, ycbcr_to_rgb
 from deblur_cli.datasets import Sequence, dvd_sequences, read_image
 from deblur_cli.engine import Deblurrer
 
@@ -242,8 +242,13 @@ def to_rgb8(unit: np.ndarray) -> np.ndarray:
 
 
 def luma8(rgb8: np.ndarray) -> np.ndarray:
-    """BT.601 full-range luma of 8-bit RGB, as float on the 0..255 scale (not rounded)."""
-    return rgb_to_luma(rgb8.astype(np.float32) / 255.0).astype(np.float64) * 255.0
+    """BT.601 full-range luma of 8-bit RGB, as float64 on the 0..255 scale (not rounded).
+
+    The same weights as :func:`color.rgb_to_luma`, in float64 so that metrics on Y do not
+    carry float32 rounding.
+    """
+    rgb = rgb8.astype(np.float64)
+    return KR * rgb[..., 0] + KG * rgb[..., 1] + KB * rgb[..., 2]
 
 
 @contextlib.contextmanager

@@ -233,6 +233,8 @@ def bench_command(
       synthetic  built once from bundled validation sources (no download)
     """
     console = Console()
+    if not console.is_terminal:  # files and pipes: do not squeeze tables into 80 columns
+        console = Console(width=max(console.width, 140))
     sequences, where = load_sequences(dataset, root, split, limit)
     specs = list(models) or installed_models()
     if not specs:
