@@ -417,6 +417,9 @@ class WindowDataset(torch.utils.data.Dataset):
         from rich.progress import track
 
         console = Console(stderr=True)
+        if not console.is_terminal:  # logs: one plain line instead of a live bar
+            print(f"decoding {len(paths)} frames into memory", file=sys.stderr, flush=True)
+            return [load_luma_codes(p) for p in paths]
         return [
             load_luma_codes(p)
             for p in track(paths, description="decoding frames", console=console, transient=True)
@@ -447,12 +450,12 @@ class WindowDataset(torch.utils.data.Dataset):
             raise IndexError(index)
         seq, frame = self.items[index]
         window = window_indices(frame, len(self.sequences[seq]), self.frames)
-        planes = [self._blurry(seq, j) for j in window]
-        target = self._sharp(seq, frame)
-        stack = np.stack([*planes, target])  # T+1 x H x W codes
-        if self.crop is not None:
+        planes = [self._blurry(seq, j) for j in window] + [self._sharp(seq, frame)]
+        if self.crop is None:
+            stack = np.stack(planes)  # T+1 x H x W codes: the window, then the target
+        else:
             rng = self.rng(index)
-            stack = self._random_crop(stack, self.crop, rng)
+            stack = self._random_crop(planes, self.crop, rng)
             if self.augment:
                 stack = self._augment(stack, rng)
         unit = codes_to_unit(np.ascontiguousarray(stack))
@@ -461,16 +464,17 @@ class WindowDataset(torch.utils.data.Dataset):
         return blurry, sharp
 
     @staticmethod
-    def _random_crop(stack: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-        """One crop position for all planes; frames smaller than the crop are mirrored out."""
-        _, height, width = stack.shape
-        pad_h, pad_w = max(size - height, 0), max(size - width, 0)
-        if pad_h or pad_w:
-            stack = np.pad(stack, ((0, 0), (0, pad_h), (0, pad_w)), mode="symmetric")
-            height, width = stack.shape[1:]
+    def _random_crop(planes: list[np.ndarray], size: int, rng: np.random.Generator) -> np.ndarray:
+        """One crop position for all planes, cut before stacking so that only crops are copied;
+        frames smaller than the crop are mirrored out."""
+        height, width = planes[0].shape
+        if height < size or width < size:
+            pad = ((0, max(size - height, 0)), (0, max(size - width, 0)))
+            planes = [np.pad(p, pad, mode="symmetric") for p in planes]
+            height, width = planes[0].shape
         top = int(rng.integers(0, height - size + 1))
         left = int(rng.integers(0, width - size + 1))
-        return stack[:, top : top + size, left : left + size]
+        return np.stack([p[top : top + size, left : left + size] for p in planes])
 
     def _augment(self, stack: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Flips (both axes) and temporal reversal: blur has no preferred direction in time."""
