@@ -274,13 +274,15 @@ def _exposure_times(frame: int, duty: float, n_samples: int) -> np.ndarray:
     return frame + duty * ((np.arange(n_samples) + 0.5) / n_samples - 0.5)
 
 
-def _blur_lengths(traj: _Trajectory, n_frames: int, duty: float, probes: np.ndarray) -> np.ndarray:
-    """Per-frame image path length during the exposure, px, averaged over the probe points."""
+def _blur_lengths(
+    traj: _Trajectory, n_frames: int, duty: float, probes: np.ndarray, reduce=np.mean
+) -> np.ndarray:
+    """Per-frame image path length over the whole exposure, px, reduced over the probe points."""
     lengths = np.empty(n_frames)
     for k in range(n_frames):
-        t = _exposure_times(k, duty, 65)
+        t = k + duty * np.linspace(-0.5, 0.5, 65)
         paths = _probe_paths(traj.at(t), probes)
-        lengths[k] = np.linalg.norm(np.diff(paths, axis=0), axis=-1).sum(0).mean()
+        lengths[k] = reduce(np.linalg.norm(np.diff(paths, axis=0), axis=-1).sum(0))
     return lengths
 
 
@@ -343,6 +345,8 @@ def _random_trajectory(
     if scale > 0 and unit_lengths.max() * scale > high * px:
         scale = high * px / float(unit_lengths.max())
     traj = integrate(scale)
+    # The corners move furthest under roll and zoom; sub-exposure spacing follows them.
+    worst = _blur_lengths(traj, n_frames, duty, probes, reduce=np.max)
     meta = {
         "duty_cycle": duty,
         "pan_share": pan_share,
@@ -350,6 +354,7 @@ def _random_trajectory(
         "zoom_share": zoom_share,
         "static": bool(static),
         "blur_px": [round(float(x), 3) for x in unit_lengths * scale],
+        "blur_px_corner": [round(float(x), 3) for x in worst],
     }
     return traj, meta
 
@@ -543,11 +548,16 @@ def _make_layers(
     object_images: Sequence[np.ndarray],
     size: tuple[int, int],
     crop_shape: tuple[int, int],
+    n_frames: int,
     duty: float,
     tone: dict,
     ranges: BlurRanges,
 ) -> tuple[list[_Layer], list[float]]:
-    """Random objects cut from other images, each moving on its own around the view."""
+    """Random objects cut from other images, each moving on its own across the view.
+
+    Each object is placed in view at the middle of the clip; its speed is capped like the
+    camera's (``max_frame_step``), so it does not leave the picture within a frame or two.
+    """
     if not object_images or rng.random() >= ranges.object_prob or ranges.objects_max < 1:
         return [], []
     h, w = size
@@ -566,15 +576,18 @@ def _make_layers(
         alpha = _random_mask(rng, oh, ow)
         rgba = np.concatenate([rgb * alpha[..., None], alpha[..., None]], -1).astype(np.float32)
         blur = _uniform(rng, (ranges.object_blur_px_720[0] * px, ranges.object_blur_px_720[1] * px))
-        speed = blur / max(duty, 1e-3)
+        speed = min(blur / max(duty, 1e-3), ranges.max_frame_step * min(h, w))
+        blur = speed * duty
         direction = rng.uniform(0, 2 * np.pi)
         centre = np.array([crop_shape[1] / 2, crop_shape[0] / 2])
-        start = centre + rng.uniform(-0.35, 0.35, 2) * np.array([w, h])
+        velocity = speed * np.array([np.cos(direction), np.sin(direction)])
+        middle = centre + rng.uniform(-0.35, 0.35, 2) * np.array([w, h])
+        start = middle - velocity * (n_frames - 1) / 2
         layers.append(
             _Layer(
                 rgba=rgba,
                 start=start,
-                velocity=speed * np.array([np.cos(direction), np.sin(direction)]),
+                velocity=velocity,
                 wobble=rng.uniform(0, 0.1, 2) * np.array([w, h]),
                 wobble_freq=float(rng.uniform(0.02, 0.2)),
                 spin=float(rng.normal(0, 0.02)),
@@ -673,12 +686,12 @@ def shake_clip(
     crop, factor = _crop_source(rng, image, need, size, ranges)
     tone = _tone(rng, ranges)
     objects = object_images if object_images is not None else [image]
-    layers, object_blur = _make_layers(rng, objects, size, need, duty, tone, ranges)
+    layers, object_blur = _make_layers(rng, objects, size, need, n_frames, duty, tone, ranges)
 
     blurry = np.empty((n_frames, h, w, 3), np.float32)
     sharp = np.empty((n_frames, h, w, 3), np.float32)
     low, high = ranges.sub_exposures
-    longest = max([*meta["blur_px"], *object_blur, 0.0])
+    longest = max([*meta["blur_px_corner"], *object_blur, 0.0])
     n_samples = int(np.clip(np.ceil(longest / 0.75), low, high))
     linear = None if image.ndim == 4 else _apply_tone(srgb_to_linear(crop), tone)
     for k in range(n_frames):

@@ -113,6 +113,26 @@ def test_linear_light_averaging_is_brighter_than_gamma_averaging():
     assert (blurry - gamma_box)[ramp].max() > 40
 
 
+def test_moving_objects_blur_only_where_they_are():
+    """Static camera + objects with their own motion: spatially varying blur."""
+    h, object_blur = 64, 10
+    ranges = dataclasses.replace(
+        CLEAN,
+        object_prob=1.0,
+        objects_max=1,
+        object_blur_px_720=(object_blur * 720 / h,) * 2,
+        duty_cycle=(1.0, 1.0),
+    )
+    image = texture(160, 160, 3)
+    clip = shake_clip(image, 3, (h, h), np.random.default_rng(4), ranges, [texture(80, 80, 9)])
+    assert clip.meta["objects"] == 1
+    assert clip.meta["object_blur_px"][0] == pytest.approx(object_blur, rel=0.05)
+    diff = np.abs(clip.blurry.astype(int) - clip.sharp.astype(int)).max(axis=-1)
+    moving = (diff > 4).mean()
+    assert 0.02 < moving < 0.8  # blur where the object passes...
+    assert (diff <= 1).mean() > 0.2  # ...and a sharp, static background elsewhere
+
+
 def test_average_clip_is_linear_mean_with_middle_frame_sharp():
     frames = np.stack([texture(40, 50, seed) for seed in range(9)])
     clip = average_clip(frames, 3, (40, 50), np.random.default_rng(0), CLEAN)
