@@ -46,7 +46,7 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def cpu_has_native_bf16() -> bool:
-    """True on CPUs with bf16 dot-product instructions (AVX512-BF16, AMX), where bf16 is ~4x fp32."""
+    """True on CPUs with bf16 dot-product instructions (AVX512-BF16, AMX): bf16 runs ~4x fp32."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):

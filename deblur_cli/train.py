@@ -106,7 +106,7 @@ class TrainState:
 
 
 class StepBatches(Sampler[list[tuple[int, int]]]):
-    """Batch ``s`` = ``batch`` (window index, augmentation seed) pairs drawn from (seed, s, rank)."""
+    """Batch ``s``: ``batch`` (window index, augmentation seed) pairs drawn from (seed, s, rank)."""
 
     def __init__(self, items: int, batch: int, seed: int, start: int, stop: int, rank: int) -> None:
         self.items, self.batch, self.seed = items, batch, seed
@@ -404,7 +404,7 @@ class Trainer:
             yield blurry.contiguous(memory_format=torch.channels_last_3d), sharp
 
     def run(self, progress: ProgressHook | None = None) -> TrainState:
-        """Train to ``options.steps`` (or an early stop), validating and checkpointing on the way."""
+        """Train to ``options.steps`` or an early stop, validating and checkpointing on the way."""
         options = self.options
         step_fn = self.gan_step if options.stage == "gan" else self.content_step
         if self.val is not None and self.state.step == 0 and self.state.best_psnr == -math.inf:

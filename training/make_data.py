@@ -19,7 +19,7 @@ SIZE = (256, 256)
 RANGES = BlurRanges(blur_px_floor=32.0)
 SETS = {
     # name: (split, process, clips, frames, seed)
-    "train": ("train", "mixed", 800, 10, 1),
+    "train": ("train", "mixed", 400, 10, 1),
     "val_other": ("val", "psf", 24, 7, 2000),
     "val_own": ("val", "shake", 24, 7, 3000),
 }

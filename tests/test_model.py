@@ -1,0 +1,103 @@
+"""The network matches Table I: parameter count, shapes, variants, BN folding."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from deblur_cli.models import FAST, PAPER, TINY, DBLRNet, DBLRNetConfig, fold_batchnorm
+from deblur_cli.models.dblrnet import TemporalConv
+from deblur_cli.models.discriminator import Discriminator
+
+# Table I, counted layer by layer (convs followed by BN carry no bias; BN has gamma and beta):
+# 448 + 27,712 + 1,035,776 + 73,984 + 147,712 + 590,080 + 2,305 = 1,878,017.
+PAPER_PARAMS = (
+    (27 * 1 * 16 + 16)  # L1
+    + (27 * 16 * 64 + 64)  # L2
+    + 14 * 2 * (9 * 64 * 64 + 2 * 64)  # L3..L30: conv + BN per layer
+    + 2 * (9 * 64 * 64 + 2 * 64)  # L31, L32 (conv + BN)
+    + (9 * 64 * 256 + 256)  # L33
+    + (9 * 256 * 256 + 256)  # L34
+    + (9 * 256 * 1 + 1)  # L35
+)
+
+
+def test_paper_parameter_count_follows_table_one() -> None:
+    model = DBLRNet(PAPER)
+    count = sum(p.numel() for p in model.parameters())
+    assert count == PAPER_PARAMS == 1_878_017  # "about 1.88 M" in the paper
+
+
+def test_paper_macs_per_pixel() -> None:
+    assert DBLRNet(PAPER).macs_per_pixel() == 1_874_448  # paper: ~1.87 M multiply-adds per pixel
+
+
+@pytest.mark.parametrize("size", [(17, 23), (32, 32), (5, 64)])
+def test_maps_window_to_one_frame_any_size(size: tuple[int, int]) -> None:
+    model = DBLRNet(PAPER).eval()
+    with torch.no_grad():
+        out = model(torch.rand(2, 1, 5, *size))
+    assert out.shape == (2, 1, *size)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        DBLRNetConfig(arch="single", frames=1, **{"blocks": 1, "width": 8}),
+        DBLRNetConfig(arch="multi", frames=5, blocks=1, width=8),
+        *[DBLRNetConfig(frames=n, blocks=1, width=8) for n in (3, 5, 7, 9, 11)],
+    ],
+)
+def test_variants_and_window_lengths(config: DBLRNetConfig) -> None:
+    out = DBLRNet(config)(torch.rand(1, 1, config.frames, 12, 10))
+    assert out.shape == (1, 1, 12, 10)
+
+
+def test_bad_configs_are_refused() -> None:
+    for bad in [dict(frames=4), dict(frames=13), dict(arch="2d"), dict(arch="single", frames=5)]:
+        with pytest.raises(ValueError):
+            DBLRNetConfig(**bad)
+
+
+def test_config_round_trips_through_json() -> None:
+    assert DBLRNetConfig.from_json(FAST.to_json()) == FAST
+
+
+def test_temporal_conv_equals_conv3d_without_temporal_padding() -> None:
+    layer = TemporalConv(4, 6, 3)
+    reference = torch.nn.Conv3d(4, 6, (3, 3, 3), padding=(0, 1, 1))
+    reference.weight.data.copy_(layer.weight.data)
+    reference.bias.data.copy_(layer.bias.data)
+    x = torch.rand(2, 4, 5, 9, 11)
+    assert torch.allclose(layer(x), reference(x), atol=1e-6)
+
+
+def test_global_residual_flag_changes_output() -> None:
+    x = torch.rand(1, 1, 5, 8, 8)
+    torch.manual_seed(0)
+    with_residual = DBLRNet(TINY).eval()(x)
+    # Freshly initialised, the residual model starts near "output = centre frame".
+    assert (with_residual - x[:, :, 2]).abs().max() < 0.05
+
+
+def test_batchnorm_folding_is_exact_in_fp32() -> None:
+    torch.manual_seed(1)
+    model = DBLRNet(DBLRNetConfig(blocks=2, width=16, head_width=16, global_residual=False)).eval()
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.1, 0.1)
+    folded = fold_batchnorm(copy.deepcopy(model))
+    x = torch.rand(2, 1, 5, 20, 20)
+    with torch.no_grad():
+        assert torch.allclose(model(x), folded(x), atol=1e-5)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+
+
+def test_discriminator_outputs_two_logits_for_any_crop() -> None:
+    d = Discriminator(width_scale=0.125, fc_width=32)
+    assert d(torch.rand(3, 1, 64, 48)).shape == (3, 2)

@@ -1,0 +1,71 @@
+"""Weight files: round trip with config, refusal of non-safetensors, clear missing-file errors."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from deblur_cli.errors import ModelError
+from deblur_cli.models import FAST, TINY, DBLRNet
+from deblur_cli.weights import MODELS, load_model, read_metadata, resolve_weights, save_model
+
+
+def test_round_trip_rebuilds_the_network_from_metadata(tmp_path: Path) -> None:
+    model = DBLRNet(FAST)
+    path = save_model(model, tmp_path / "fast.safetensors", step=7)
+    loaded = load_model(str(path))
+    assert loaded.config == FAST
+    assert read_metadata(path)["step"] == "7"
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key])
+
+
+def test_pickle_is_refused_without_unpickling(tmp_path: Path) -> None:
+    path = tmp_path / "evil.safetensors"
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    path.write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(ModelError, match="not a safetensors"):
+        load_model(str(path))
+    assert not marker.exists()
+
+
+def test_truncated_file_is_refused(tmp_path: Path) -> None:
+    path = save_model(DBLRNet(TINY), tmp_path / "t.safetensors")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelError):
+        load_model(str(path))
+
+
+def test_wrong_shapes_are_refused(tmp_path: Path) -> None:
+    path = save_model(DBLRNet(TINY), tmp_path / "t.safetensors")
+    other = save_model(DBLRNet(FAST), tmp_path / "f.safetensors")
+    # Put FAST tensors under TINY's config: same keys, wrong shapes.
+    from safetensors.torch import load_file, save_file
+
+    save_file(load_file(str(other)), str(path), metadata=read_metadata(path))
+    with pytest.raises(ModelError, match="does not hold a valid model"):
+        load_model(str(path))
+
+
+def test_missing_file_and_unknown_name_say_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="no model file"):
+        resolve_weights(str(tmp_path / "nope.safetensors"))
+    with pytest.raises(ModelError, match="directory"):
+        resolve_weights(str(tmp_path))
+
+
+def test_uninstalled_shipped_name_names_the_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr("deblur_cli.weights.shipped_weights_dir", lambda: tmp_path)
+    with pytest.raises(ModelError, match=MODELS["dblrnet"].filename):
+        resolve_weights("dblrnet")
