@@ -65,7 +65,7 @@ class BlurRanges:
     static_clip_prob: float = 0.1
     # Probability that a clip contains a slowdown, where the camera almost stops for a while,
     # so that sharp frames appear among blurry ones.
-    slowdown_prob: float = 0.35
+    slowdown_prob: float = 0.3
     # Exposure time / frame interval.
     duty_cycle: tuple[float, float] = (0.2, 1.0)
     # Largest camera motion between consecutive frames, as a fraction of the output's shorter
@@ -261,7 +261,7 @@ def _jerks(rng: np.random.Generator, t: np.ndarray, rate: float) -> np.ndarray:
 def _slowdown_envelope(rng: np.random.Generator, t: np.ndarray) -> np.ndarray:
     """A speed multiplier in [~0, 1] that dips smoothly to near zero for a stretch of time."""
     centre = rng.uniform(t[0], t[-1])
-    half_width = rng.uniform(1.0, max(1.5, (t[-1] - t[0]) / 3))
+    half_width = rng.uniform(0.5, 2.0)  # frames: a pause, not half the clip
     ramp = 1.0
     distance = np.abs(t - centre)
     dip = np.clip((distance - half_width) / ramp, 0.0, 1.0)
