@@ -396,7 +396,7 @@ def deblur_video(
         atomic_file(destination) as temporary,
         VideoReader(source, start, end, strict) as reader,
     ):
-        writer = VideoWriter(temporary, reader, settings)
+        writer = VideoWriter(temporary, reader, settings, name=str(destination))
         try:
             frames = _run_video(reader, writer, engine, progress)
             if frames == 0 and (start is not None or end is not None):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -36,6 +37,8 @@ PRESET_CODECS = {"libx264", "libx265", "libsvtav1"}
 COPIED_STREAM_TYPES = ("audio", "subtitle")
 # Container metadata the muxer writes itself; copying it would describe the wrong file.
 MUXER_OWNED_TAGS = {"encoder", "major_brand", "minor_version", "compatible_brands"}
+# Per-stream tags worth keeping (others, like mkv's DURATION, describe the old encode).
+STREAM_TAGS = ("language", "title")
 # Full-range "J" formats are deprecated aliases: same pixels, range carried in color_range.
 JPEG_ALIASES = {"yuvj420p": "yuv420p", "yuvj422p": "yuv422p", "yuvj444p": "yuv444p"}
 COLOR_RANGE_JPEG = 2
@@ -115,9 +118,14 @@ def side_by_side(left: list[np.ndarray], right: list[np.ndarray], pix_fmt: str, 
     return [j[: p.height, : p.width] for j, p in zip(joined, frame.planes, strict=True)]
 
 
+def _reason(exc: BaseException) -> str:
+    """The useful part of an FFmpeg/OS error: its strerror, not the C call it came from."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return getattr(exc, "strerror", None) or text or type(exc).__name__
+
+
 def _media_error(path: Path, exc: BaseException) -> InvalidMediaError:
-    reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0] or type(exc).__name__
-    return InvalidMediaError(f"{path} is not a readable video ({reason})")
+    return InvalidMediaError(f"{path} is not a readable video ({_reason(exc)})")
 
 
 class VideoReader:
@@ -145,6 +153,9 @@ class VideoReader:
         self.stream.thread_type = "AUTO"
         self.copied_streams = [s for s in self.container.streams if s.type in COPIED_STREAM_TYPES]
         self._offset: int | None = None  # pts shift when --start cuts the beginning
+        # --start/--end count from the stream's first timestamp, as players show time.
+        start_time = self.stream.start_time or 0
+        self._origin = float(start_time * self.stream.time_base) if self.stream.time_base else 0.0
         self._layout: FrameLayout | None = None
 
     # -- facts the writer and the progress bar need ------------------------------------------
@@ -216,17 +227,17 @@ class VideoReader:
     def _seek_to_start(self) -> None:
         if not self.start or self.start <= 0:
             return
-        target = int(self.start / self.stream.time_base)
+        target = int((self._origin + self.start) / self.stream.time_base)
         try:
             self.container.seek(target, stream=self.stream, backward=True)
         except av.FFmpegError:
             self.container.seek(0, stream=self.stream)
 
-    @staticmethod
-    def _seconds(frame: av.VideoFrame) -> float | None:
+    def _seconds(self, frame: av.VideoFrame) -> float | None:
+        """Time of a frame from the start of the stream."""
         if frame.pts is None or frame.time_base is None:
             return None
-        return float(frame.pts * frame.time_base)
+        return float(frame.pts * frame.time_base) - self._origin
 
     def _before_start(self, frame: av.VideoFrame) -> bool:
         seconds = self._seconds(frame)
@@ -248,6 +259,10 @@ class VideoReader:
             frame = frame.reformat(format=working)
         if self._layout is None:
             self._layout = self._layout_of(frame, working)
+        layout = self._layout
+        if (frame.width, frame.height, working) != (layout.width, layout.height, layout.pix_fmt):
+            # A mid-stream size change: scale to the first size, as ffmpeg does by default.
+            frame = frame.reformat(layout.width, layout.height, layout.pix_fmt)
         return VideoFrameData(index, pts, frame.time_base or self.time_base, plane_arrays(frame))
 
     @property
@@ -283,13 +298,16 @@ class VideoReader:
         """Drop packets outside --start/--end and move the rest by the same offset as video."""
         if self.start is None and self.end is None:
             return packets
-        offset = Fraction(self._offset or 0) * self.stream.time_base if self.start else Fraction(0)
+        offset = Fraction(0)
+        if self.start is not None:
+            offset = Fraction(self._offset or 0) * self.stream.time_base
+        end = None if self.end is None else Fraction(self._origin + self.end)
         kept = []
         for packet in packets:
             if packet.pts is None:
                 continue
             seconds = packet.pts * packet.time_base
-            if seconds < offset or (self.end is not None and seconds >= self.end):
+            if seconds < offset or (end is not None and seconds >= end):
                 continue
             shift = round(offset / packet.time_base)
             packet.pts -= shift
@@ -326,8 +344,11 @@ class VideoWriter:
     matrix), so nothing is written until a frame arrives.
     """
 
-    def __init__(self, path: Path, reader: VideoReader, settings: EncodeSettings) -> None:
+    def __init__(
+        self, path: Path, reader: VideoReader, settings: EncodeSettings, name: str | None = None
+    ) -> None:
         self.path = Path(path)
+        self.name = name or str(path)  # what messages call the file (not its temporary name)
         self.reader = reader
         self.settings = settings
         self.warnings: list[str] = []
@@ -335,7 +356,7 @@ class VideoWriter:
         try:
             self.container = av.open(str(self.path), mode="w")
         except (av.FFmpegError, OSError, ValueError) as exc:
-            raise OutputError(f"cannot write {self.path}: {exc}") from exc
+            raise OutputError(f"cannot write {self.name}: {exc}") from exc
         self.stream: Any = None
         self.stream_map: dict[int, Any] = {}
 
@@ -349,7 +370,7 @@ class VideoWriter:
             raise OutputError(f"cannot encode with codec {codec!r}: {exc}") from exc
         width = layout.width * (2 if self.settings.compare else 1)
         stream.width, stream.height = width, layout.height
-        stream.pix_fmt = self._output_pix_fmt(stream, layout)
+        stream.pix_fmt = self._output_pix_fmt(codec, width, layout.height, layout)
         stream.time_base = self.reader.time_base
         context = stream.codec_context
         context.time_base = self.reader.time_base
@@ -363,31 +384,45 @@ class VideoWriter:
         stream.options = self._codec_options(codec)
         if layout.display_matrix:
             stream.set_display_matrix(list(layout.display_matrix))
-        if language := self.reader.stream.metadata.get("language"):
-            stream.metadata["language"] = language
+        for key in STREAM_TAGS:
+            if key in self.reader.stream.metadata:
+                stream.metadata[key] = self.reader.stream.metadata[key]
         self.stream = stream
         self._add_copied_streams()
         for key, value in self.reader.container.metadata.items():
             if key.lower() not in MUXER_OWNED_TAGS:
                 self.container.metadata[key] = value
 
-    def _output_pix_fmt(self, stream: Any, layout: FrameLayout) -> str:
-        """--pix-fmt, else the input's; falls back (with a warning) if the codec can't do it."""
+    def _output_pix_fmt(self, codec: str, width: int, height: int, layout: FrameLayout) -> str:
+        """--pix-fmt, else the input's; if the encoder refuses it (odd sizes in 4:2:0 for x264,
+        a format it lacks), the nearest format it accepts, with a warning."""
         wanted = self.settings.pix_fmt or layout.pix_fmt
-        supported = [f.name for f in stream.codec_context.codec.video_formats or []]
-        if not supported or wanted in supported:
-            return wanted
-        if self.settings.pix_fmt:
-            raise OutputError(
-                f"codec {stream.codec_context.name} cannot encode {wanted}; "
-                f"choose --pix-fmt from: {', '.join(supported)}"
-            )
-        deep = "yuv420p10le" if layout.bit_depth > 8 else "yuv420p"
-        fallback = deep if deep in supported else supported[0]
-        self.warnings.append(
-            f"{stream.codec_context.name} cannot encode {wanted}; wrote {fallback} instead"
-        )
-        return fallback
+        candidates = [wanted]
+        if not self.settings.pix_fmt:
+            full_chroma = re.sub(r"4[12][012]", "444", wanted)
+            candidates += [full_chroma, "yuv420p10le" if layout.bit_depth > 8 else "yuv420p"]
+            candidates += ["yuv444p10le" if layout.bit_depth > 8 else "yuv444p"]
+        for candidate in dict.fromkeys(candidates):
+            if self._encoder_accepts(codec, width, height, candidate):
+                if candidate != wanted:
+                    self.warnings.append(
+                        f"{codec} cannot encode {width}x{height} {wanted}; wrote {candidate}"
+                    )
+                return candidate
+        hint = "choose another --pix-fmt or --codec" if self.settings.pix_fmt else "try --codec"
+        raise OutputError(f"{codec} cannot encode {width}x{height} {wanted}; {hint}")
+
+    def _encoder_accepts(self, codec: str, width: int, height: int, pix_fmt: str) -> bool:
+        """Open a throwaway encoder: the only reliable test of size/format constraints."""
+        try:
+            context = av.CodecContext.create(codec, "w")
+            context.width, context.height, context.pix_fmt = width, height, pix_fmt
+            context.time_base = self.reader.time_base
+            context.options = self._codec_options(codec)
+            context.open()
+        except (av.FFmpegError, ValueError):
+            return False
+        return True
 
     def _codec_options(self, codec: str) -> dict[str, str]:
         options: dict[str, str] = {}
@@ -409,6 +444,11 @@ class VideoWriter:
                     f"({source.codec_context.name}): {self.path.suffix} cannot hold it ({exc})"
                 )
                 continue
+            for key in STREAM_TAGS:
+                if key in source.metadata:
+                    target.metadata[key] = source.metadata[key]
+            with contextlib.suppress(AttributeError, ValueError):
+                target.disposition = source.disposition
             self.stream_map[source.index] = target
 
     def write(self, item: VideoFrameData, luma: np.ndarray) -> None:
@@ -445,7 +485,7 @@ class VideoWriter:
         try:
             packets = self.stream.encode(frame)
         except av.FFmpegError as exc:
-            raise OutputError(f"encoding {self.path.name} failed: {exc}") from exc
+            raise OutputError(f"encoding {self.name} failed: {exc}") from exc
         for packet in packets:
             self._mux(packet)
 
@@ -453,7 +493,7 @@ class VideoWriter:
         try:
             self.container.mux(packet)
         except (av.FFmpegError, OSError) as exc:
-            raise OutputError(f"cannot write {self.path}: {exc}") from exc
+            raise OutputError(f"cannot write {self.name}: {_reason(exc)}") from exc
 
     def finish(self, tail_packets: list[av.Packet]) -> None:
         """Flush the encoder, mux the trailing packets and write the container index."""
@@ -467,7 +507,7 @@ class VideoWriter:
         try:
             self.container.close()
         except (av.FFmpegError, OSError) as exc:
-            raise OutputError(f"cannot write {self.path}: {exc}") from exc
+            raise OutputError(f"cannot write {self.name}: {_reason(exc)}") from exc
 
     def abort(self) -> None:
         """Close after a failure; the file is about to be deleted, so errors don't matter."""

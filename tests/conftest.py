@@ -82,9 +82,11 @@ def make_clip(
     rotation: int | None = None,
     color: dict[str, int] | None = None,
     options: dict[str, str] | None = None,
+    subtitles: Sequence[tuple[int, str]] = (),
 ) -> Path:
     """Write a test clip with PyAV. ``pts`` (in ``time_base``) gives irregular timestamps (VFR);
-    ``color`` sets codec/frame tags (color_primaries, color_trc, colorspace, color_range)."""
+    ``color`` sets codec/frame tags (color_primaries, color_trc, colorspace, color_range);
+    ``subtitles`` are (milliseconds, text) cues muxed as a subrip stream (use .mkv)."""
     depth = 10 if "10" in pix_fmt else 8
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=rate)
@@ -100,6 +102,11 @@ def make_clip(
         if audio:
             audio_stream = container.add_stream("aac", rate=AUDIO_RATE)
             audio_stream.layout = "mono"
+        subtitle_stream = None
+        if subtitles:
+            subtitle_stream = container.add_mux_stream("subrip")
+            subtitle_stream.time_base = Fraction(1, 1000)
+            subtitle_stream.metadata["language"] = "eng"
         timestamps = list(pts) if pts is not None else list(range(frames))
         for index, stamp in enumerate(timestamps):
             frame = planes_to_frame(pattern_planes(index, width, height, depth), pix_fmt)
@@ -108,6 +115,12 @@ def make_clip(
                 setattr(frame, key, value)
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
+        for millis, text in subtitles:
+            packet = av.Packet(text.encode())
+            packet.stream, packet.time_base = subtitle_stream, Fraction(1, 1000)
+            packet.pts = packet.dts = millis
+            packet.duration = 500
+            container.mux(packet)
         if audio_stream is not None:
             seconds = float((timestamps[-1] + 1) * time_base)
             _write_sine(container, audio_stream, seconds)
@@ -129,9 +142,11 @@ def _write_sine(container: av.container.OutputContainer, stream, seconds: float)
 class ClipFacts:
     """What a file holds, read back with PyAV (what ffprobe would report)."""
 
-    times: list[Fraction] = field(default_factory=list)  # every frame's pts x time_base
+    times: list[Fraction | None] = field(default_factory=list)  # pts x time_base per frame
     planes: list[list[np.ndarray]] = field(default_factory=list)  # per frame: Y, U, V
     audio_packets: list[tuple[Fraction, bytes]] = field(default_factory=list)
+    subtitle_packets: list[tuple[Fraction, bytes]] = field(default_factory=list)
+    subtitle_language: str | None = None
     pix_fmt: str = ""
     width: int = 0
     height: int = 0
@@ -151,7 +166,7 @@ def read_clip(path: Path) -> ClipFacts:
             for key in ("color_primaries", "color_trc", "colorspace", "color_range")
         }
         for frame in container.decode(video=0):
-            facts.times.append(frame.pts * frame.time_base)
+            facts.times.append(None if frame.pts is None else frame.pts * frame.time_base)
             facts.rotation = frame.rotation
             dtype = np.uint16 if frame.format.components[0].bits > 8 else np.uint8
             facts.planes.append(
@@ -160,11 +175,15 @@ def read_clip(path: Path) -> ClipFacts:
                     for p in frame.planes
                 ]
             )
-    with av.open(str(path)) as container:
-        if container.streams.audio:
-            for packet in container.demux(container.streams.audio[0]):
-                if packet.size:
-                    facts.audio_packets.append((packet.pts * packet.time_base, bytes(packet)))
+    for kind, packets in (("audio", facts.audio_packets), ("subtitle", facts.subtitle_packets)):
+        with av.open(str(path)) as container:
+            streams = [s for s in container.streams if s.type == kind]
+            if streams:
+                if kind == "subtitle":
+                    facts.subtitle_language = streams[0].metadata.get("language")
+                for packet in container.demux(streams[0]):
+                    if packet.size:
+                        packets.append((packet.pts * packet.time_base, bytes(packet)))
     return facts
 
 

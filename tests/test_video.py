@@ -113,6 +113,16 @@ def test_short_clip_with_odd_duration_via_python_m(tmp_path, tiny_model_path, fr
     assert "\x1b" not in done.stderr and "\r" not in done.stderr
 
 
+def test_subtitles_are_copied(tmp_path, model_args):
+    source = make_clip(tmp_path / "talk.mkv", frames=5, subtitles=[(40, "hello"), (120, "again")])
+    result = run_cli("video", source, *model_args)
+    assert result.exit_code == 0, result.output
+    before, after = read_clip(source), read_clip(tmp_path / "talk_deblurred.mkv")
+    assert after.subtitle_packets == before.subtitle_packets
+    assert [text for _, text in after.subtitle_packets] == [b"hello", b"again"]
+    assert after.subtitle_language == "eng"
+
+
 def test_tiled_equals_untiled(tmp_path, model_args):
     source = make_clip(tmp_path / "t.mp4", frames=4, width=80, height=64)
     untiled, tiled = tmp_path / "untiled.mp4", tmp_path / "tiled.mp4"
