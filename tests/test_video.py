@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import tracemalloc
 from fractions import Fraction
 from pathlib import Path
 
@@ -268,3 +269,16 @@ def test_signal_midway_removes_partial_output(tmp_path, tiny_model_path, signum,
     assert process.returncode == code, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mp4"]
+
+
+def test_memory_does_not_grow_with_length(tmp_path, tiny_model_path):
+    """Peak Python-side memory (numpy planes, packets, queues) for 5x more frames stays flat."""
+    engine = Deblurrer(load_model(str(tiny_model_path)), device="cpu", precision="fp32")
+    peaks = []
+    for frames in (24, 120):
+        source = make_clip(tmp_path / f"m{frames}.mp4", frames=frames, audio=True)
+        tracemalloc.start()
+        deblur_video(source, tmp_path / f"o{frames}.mp4", engine)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[1] < peaks[0] * 1.2, peaks
