@@ -400,7 +400,7 @@ def deblur_video(
         try:
             frames = _run_video(reader, writer, engine, progress)
             if frames == 0 and (start is not None or end is not None):
-                raise InvalidMediaError(f"{source} has no video frames between --start and --end")
+                raise InvalidMediaError(f"{source} has no video frames in the requested time range")
             writer.finish(reader.tail_packets)
         except BaseException:
             writer.abort()
