@@ -1090,7 +1090,10 @@ def _make_clip(
 ) -> SynthClip:
     is_video = source.ndim == 4
     if process == "mixed":
-        process = "average" if is_video and rng.random() < 0.25 else "shake"
+        longest = max(b - a for a, b in segments)
+        # Averaging needs scenes of at least 3 frames per output frame to blur at all.
+        can_average = is_video and longest >= 3 * frames_per_clip
+        process = "average" if can_average and rng.random() < 0.25 else "shake"
     if process == "average":
         if not is_video:
             raise ValueError("frame averaging needs video sources")
