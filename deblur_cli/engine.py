@@ -8,7 +8,6 @@ free of codecs.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 from collections.abc import Iterable, Iterator
@@ -17,8 +16,10 @@ from typing import Generic, TypeVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
-from deblur_cli.models import DBLRNet, fold_batchnorm
+from deblur_cli.models import DBLRNet, DBLRNetConfig, fold_batchnorm
 
 Payload = TypeVar("Payload")
 
@@ -26,10 +27,25 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
-# Peak activation bytes per pixel of one window, measured for the paper config in fp32 at
-# 256x256 (the head holds two 256-channel maps plus skips); used to choose tile sizes.
-ACTIVATION_BYTES_PER_PIXEL_PER_CHANNEL = 4 * 2.6
-DEFAULT_MEMORY_BUDGET = 768 * 2**20
+# Peak memory while one window runs, per pixel, in units of (2 * head_width + width) channels of
+# the compute dtype: the head's two wide maps are alive together, plus the long skip and oneDNN's
+# scratch. MEASURED by benchmarks/speed.py (RSS high-water mark in a fresh process, fitted over
+# several frame sizes); see benchmarks/RESULTS.md.
+PEAK_LIVE_CHANNELS_FACTOR = 1.0
+PEAK_FIXED_BYTES_PER_PIXEL = 0.0
+# Activation budget per batch: with the ~0.5 GiB of torch, the model and I/O buffers, a 1080p
+# video stays under 2 GiB of RSS.
+DEFAULT_MEMORY_BUDGET = 1024 * 2**20
+# Frames run eagerly before torch.compile kicks in (when asked for): a clip shorter than this
+# never pays the compile time; a long one repays it.
+COMPILE_AFTER_FRAMES = 64
+
+
+def activation_bytes_per_pixel(config: DBLRNetConfig, dtype: torch.dtype) -> float:
+    """Peak bytes per pixel of one window, from the measured constants above."""
+    channels = 2 * config.head_width + config.width
+    itemsize = torch.finfo(dtype).bits // 8
+    return PEAK_LIVE_CHANNELS_FACTOR * channels * itemsize + PEAK_FIXED_BYTES_PER_PIXEL
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -82,19 +98,238 @@ def channels_last(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+class InferenceNet(nn.Module):
+    """A BN-folded DBLRNet rewritten as a plain chain of 2D convolutions, for inference only.
+
+    The temporal front end is turned into two ordinary convolutions over the frames stacked as
+    channels: L1 (a 3-frame 3D conv at every temporal position) becomes one conv whose output
+    holds the positions side by side, with zero weights for the frames a position does not see;
+    L2 (spanning all positions) becomes one conv over those concatenated channels. No unfold,
+    permute or 5D layout is left, so every layer is a channels-last 2D conv.
+
+    On CPUs with oneDNN the ReLUs and residual additions are fused into the convolutions and
+    the weights are pre-packed once into oneDNN's blocked layout, instead of being cast and
+    reordered on every call as under autocast. Elsewhere it runs plain ``F.conv2d``.
+
+    Input: N x T x H x W float32; output: N x H x W float32. The global residual (the centre
+    frame) is added in float32, so bf16/fp16 only ever touch the small correction.
+    """
+
+    def __init__(self, model: DBLRNet, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        folded = fold_batchnorm(copy.deepcopy(model).eval())
+        self.config = model.config
+        self.dtype = dtype
+        weights = [_front_l1(folded), _front_l2(folded)]
+        for block in folded.blocks:
+            weights += [_conv_weights(block.conv1), _conv_weights(block.conv2)]
+        weights += [_conv_weights(getattr(folded, name)) for name in LATE_LAYERS]
+        self.weights = nn.ParameterList(_frozen(w, dtype, channels_last=True) for w, _ in weights)
+        self.biases = nn.ParameterList(_frozen(b, dtype) for _, b in weights)
+        self._packed: list[torch.Tensor] | None = None
+
+    def use_onednn(self) -> bool:
+        """Switch to fused oneDNN kernels with pre-packed weights, if they work here.
+
+        Checked on a tiny input against ``F.conv2d``; any failure keeps the plain path, so an
+        unusual build (or a dtype oneDNN lacks on this CPU) costs speed, never correctness.
+        """
+        if self.weights[0].device.type != "cpu" or not torch.backends.mkldnn.is_available():
+            return False
+        try:
+            packed = [_pack_onednn(w) for w in self.weights]
+            probe = torch.rand(1, self.weights[0].shape[1], 9, 11).to(self.dtype)
+            probe = probe.contiguous(memory_format=torch.channels_last)
+            fused = _ONEDNN_CONV(
+                probe, packed[0], self.biases[0], *_ONEDNN_GEOMETRY, "relu", [], ""
+            )
+            plain = F.relu(F.conv2d(probe, self.weights[0], self.biases[0], padding=1))
+            if not torch.allclose(fused.float(), plain.float(), atol=1e-2, rtol=1e-2):
+                return False
+        except (RuntimeError, NotImplementedError, AttributeError):
+            return False
+        self._packed = packed
+        return True
+
+    def _conv(
+        self, x: torch.Tensor, index: int, relu: bool = False, add: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """conv(x) [+ add] [then ReLU], fused into one kernel on oneDNN."""
+        bias = self.biases[index]
+        if self._packed is not None:
+            weight = self._packed[index]
+            if add is None:
+                unary = "relu" if relu else "none"
+                return _ONEDNN_CONV(x, weight, bias, *_ONEDNN_GEOMETRY, unary, [], "")
+            return _ONEDNN_CONV.binary(
+                x,
+                add,
+                weight,
+                bias,
+                *_ONEDNN_GEOMETRY,
+                "add",
+                None,
+                "relu" if relu else None,
+                [],
+                None,
+            )
+        y = F.conv2d(x, self.weights[index], bias, padding=1)
+        if add is not None:
+            y = y.add_(add)
+        return y.relu_() if relu else y
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.config.frames:
+            raise ValueError(f"expected N x {self.config.frames} x H x W, got {tuple(x.shape)}")
+        y = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
+        y = self._conv(y, 0, relu=True)
+        skip = self._conv(y, 1, relu=True)
+        y = skip
+        index = 2
+        for _ in range(self.config.blocks):
+            inner = self._conv(y, index, relu=True)
+            y = self._conv(inner, index + 1, add=y)
+            index += 2
+        y = self._conv(y, index, relu=True)
+        y = self._conv(y, index + 1, add=skip)
+        del skip
+        y = self._conv(y, index + 2, relu=True)
+        y = self._conv(y, index + 3, relu=True)
+        y = self._conv(y, index + 4)[:, 0].float()
+        if self.config.global_residual:
+            y = y + x[:, self.config.frames // 2].float()
+        return y
+
+
+class ReferenceNet(nn.Module):
+    """Any DBLRNet (subclasses included) run through its own forward: BN folded, channels-last,
+    under autocast. The slow but general path, also the baseline that benchmarks compare with."""
+
+    def __init__(self, model: DBLRNet, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        self.net = channels_last(fold_batchnorm(copy.deepcopy(model).eval()))
+        self.config = model.config
+        self.dtype = dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.unsqueeze(1).contiguous(memory_format=torch.channels_last_3d)
+        device = x.device.type
+        with torch.autocast(device, dtype=self.dtype, enabled=self.dtype != torch.float32):
+            return self.net(x)[:, 0].float()
+
+
+LATE_LAYERS = ("l31", "l32", "l33", "l34", "l35")
+_ONEDNN_CONV = getattr(getattr(torch.ops, "mkldnn", None), "_convolution_pointwise", None)
+_ONEDNN_GEOMETRY = ([1, 1], [1, 1], [1, 1], 1)  # padding, stride, dilation, groups
+
+
+def _conv_weights(conv: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    weight = conv.weight.detach()
+    bias = conv.bias if conv.bias is not None else torch.zeros(weight.shape[0])
+    return weight, bias.detach()
+
+
+def _front_l1(model: DBLRNet) -> tuple[torch.Tensor, torch.Tensor]:
+    """L1 at every temporal position as one 2D conv over all T frames (zeros elsewhere)."""
+    if model.config.arch != "3d":
+        return _conv_weights(model.l1)
+    weight, bias = model.l1.weight.detach(), model.l1.bias.detach()  # out, 1, taps, 3, 3
+    out, _, taps, _, _ = weight.shape
+    positions = model.config.frames - taps + 1
+    dense = weight.new_zeros(positions * out, model.config.frames, 3, 3)
+    for p in range(positions):
+        dense[p * out : (p + 1) * out, p : p + taps] = weight[:, 0]
+    return dense, bias.repeat(positions)
+
+
+def _front_l2(model: DBLRNet) -> tuple[torch.Tensor, torch.Tensor]:
+    """L2 over the positions' concatenated channels (position-major, as _front_l1 lays out)."""
+    if model.config.arch != "3d":
+        return _conv_weights(model.l2)
+    weight = model.l2.weight.detach()  # out, C, positions, 3, 3
+    return weight.permute(0, 2, 1, 3, 4).reshape(weight.shape[0], -1, 3, 3), model.l2.bias.detach()
+
+
+def _frozen(t: torch.Tensor, dtype: torch.dtype, channels_last: bool = False) -> nn.Parameter:
+    t = t.to(dtype)
+    if channels_last:
+        t = t.contiguous(memory_format=torch.channels_last)
+    return nn.Parameter(t, requires_grad=False)
+
+
+def _pack_onednn(weight: torch.Tensor) -> torch.Tensor:
+    """Reorder a conv weight once into oneDNN's blocked layout (otherwise done every call)."""
+    return torch._C._nn.mkldnn_reorder_conv2d_weight(
+        weight.to_mkldnn(), [1, 1], [1, 1], [1, 1], 1, None
+    )
+
+
 @dataclass(frozen=True)
 class TilePlan:
-    """Core tile size and the context margin added on every side of each tile."""
+    """Core tile size (the frame is split evenly) and the context margin on inner sides."""
 
-    size: int
+    height: int
+    width: int
     margin: int
+
+    def tiles(self, height: int, width: int) -> Iterator[tuple[slice, slice]]:
+        for top in range(0, height, self.height):
+            for left in range(0, width, self.width):
+                yield (
+                    slice(top, min(top + self.height, height)),
+                    slice(left, min(left + self.width, width)),
+                )
+
+
+MIN_TILE = 32
+"""Smallest core tile side: below this the margins dwarf the useful work."""
+
+
+def even_split(length: int, parts: int) -> int:
+    """Tile length that splits ``length`` into ``parts`` nearly equal pieces, multiple of 8."""
+    return int(math.ceil(length / parts / 8) * 8)
+
+
+def plan_tiles(height: int, width: int, margin: int, max_pixels: int) -> TilePlan | None:
+    """The grid of tiles (with margins) that fits ``max_pixels`` per tile at least total work.
+
+    Margins are recomputed work, so among all grids whose tiles fit, the one with the smallest
+    total tile area wins (fewer, squarer tiles), not simply the largest square.
+    """
+    if height * width <= max_pixels:
+        return None
+    finest = (math.ceil(height / MIN_TILE), math.ceil(width / MIN_TILE))
+    best: tuple[int, TilePlan] | None = None
+    for rows in range(1, finest[0] + 1):
+        for cols in range(1, finest[1] + 1):
+            plan = TilePlan(even_split(height, rows), even_split(width, cols), margin)
+            fits = (plan.height + 2 * margin) * (plan.width + 2 * margin) <= max_pixels
+            if not fits and (rows, cols) != finest:
+                continue
+            work = sum(
+                (min(r.stop + margin, height) - max(r.start - margin, 0))
+                * (min(c.stop + margin, width) - max(c.start - margin, 0))
+                for r, c in plan.tiles(height, width)
+            )
+            if best is None or work < best[0]:
+                best = (work, plan)
+            break  # more columns for these rows would only add margin work
+    assert best is not None  # the finest grid is always evaluated
+    return best[1]
 
 
 class Deblurrer(Generic[Payload]):
     """A model prepared for inference on one device and precision.
 
-    Preparation folds BatchNorm into the convolutions and switches to channels-last memory,
-    which is what oneDNN's bf16 kernels (and cuDNN's fp16 ones) run fastest on.
+    Preparation folds BatchNorm into the convolutions, rewrites the network as plain 2D
+    convolutions (:class:`InferenceNet`) stored channels-last in the compute dtype, and on CPUs
+    fuses ReLUs and skips into oneDNN kernels with pre-packed weights. On CUDA, windows are
+    batched and copied through pinned memory without blocking.
+
+    ``compile`` wraps the network in ``torch.compile`` (CUDA graphs on CUDA), but only once
+    ``COMPILE_AFTER_FRAMES`` frames have gone through eagerly, so a short clip never pays the
+    compile time. ``threads`` sets torch's intra-op threads (default: torch's own choice, one
+    per physical core).
     """
 
     def __init__(
@@ -105,6 +340,8 @@ class Deblurrer(Generic[Payload]):
         batch_size: int = 0,
         tile: int | None = None,
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        compile: bool = False,
+        threads: int | None = None,
     ) -> None:
         self.config = model.config
         self.device = resolve_device(device)
@@ -113,9 +350,19 @@ class Deblurrer(Generic[Payload]):
         self.batch_size = batch_size or (4 if self.device.type == "cuda" else 1)
         self.memory_budget = memory_budget
         self.tile = tile
-        net = fold_batchnorm(copy.deepcopy(model).eval())
-        self.model = channels_last(net.to(self.device))
+        if threads:
+            torch.set_num_threads(threads)
+        self.model: torch.nn.Module
+        if type(model).forward is DBLRNet.forward:
+            self.model = InferenceNet(model, self.dtype).to(self.device).eval()
+            self.kernels = "onednn" if self.model.use_onednn() else "aten"
+        else:  # a subclass with its own forward: run it as it is
+            self.model = ReferenceNet(model, self.dtype).to(self.device).eval()
+            self.kernels = "reference"
         self.macs_per_pixel = model.macs_per_pixel()
+        self.compile = compile
+        self._compiled: torch.nn.Module | None = None
+        self._frames_done = 0
 
     @property
     def window(self) -> int:
@@ -126,42 +373,63 @@ class Deblurrer(Generic[Payload]):
         """Context on each side of a tile: the receptive radius, rounded up to a multiple of 8."""
         return int(math.ceil(self.config.receptive_radius / 8) * 8)
 
+    @property
+    def bytes_per_pixel(self) -> float:
+        """Peak memory per pixel of one window while the network runs (see the constants)."""
+        return activation_bytes_per_pixel(self.config, self.dtype)
+
     def tile_plan(self, height: int, width: int) -> TilePlan | None:
         """Tiles for a frame of this size, or None to run whole frames.
 
-        An explicit ``tile`` wins; otherwise tile only when one window would exceed the memory
-        budget, choosing the largest square tile that fits.
+        An explicit ``tile`` wins (tiles of at most about that side); otherwise tile only when
+        one batch would exceed the memory budget, with the grid that wastes least work.
         """
         if self.tile:
-            return TilePlan(self.tile, self.margin) if max(height, width) > self.tile else None
-        peak_channels = max(self.config.head_width, self.config.width) * 2 + self.config.width
-        bytes_per_pixel = ACTIVATION_BYTES_PER_PIXEL_PER_CHANNEL * peak_channels
-        if self.batch_size * height * width * bytes_per_pixel <= self.memory_budget:
-            return None
-        side = int(math.sqrt(self.memory_budget / bytes_per_pixel)) - 2 * self.margin
-        return TilePlan(max(64, side // 8 * 8), self.margin)
+            if max(height, width) <= self.tile:
+                return None
+            rows, cols = math.ceil(height / self.tile), math.ceil(width / self.tile)
+            return TilePlan(even_split(height, rows), even_split(width, cols), self.margin)
+        max_pixels = int(self.memory_budget / (self.batch_size * self.bytes_per_pixel))
+        return plan_tiles(height, width, self.margin, max_pixels)
 
-    def autocast(self) -> contextlib.AbstractContextManager:
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
+    def _network(self, frames: int) -> torch.nn.Module:
+        """The eager network, or the compiled one once enough frames have repaid its cost."""
+        self._frames_done += frames
+        if not self.compile or self._frames_done < COMPILE_AFTER_FRAMES:
+            return self.model
+        if self._compiled is None:
+            plain = copy.copy(self.model)  # shares the weights; compiles the F.conv2d path
+            plain._packed = None  # type: ignore[assignment]
+            if self.device.type == "cuda":
+                self._compiled = torch.compile(plain, mode="reduce-overhead", dynamic=False)
+            else:
+                self._compiled = torch.compile(plain, dynamic=False)
+        return self._compiled
 
     @torch.inference_mode()
     def _forward(self, windows: torch.Tensor) -> torch.Tensor:
         """B x T x H x W float32 on the device -> B x H x W float32."""
-        x = windows.unsqueeze(1).contiguous(memory_format=torch.channels_last_3d)
-        with self.autocast():
-            y = self.model(x)
-        return y[:, 0].float()
+        return self._network(windows.shape[0])(windows)
 
     def run_windows(self, windows: np.ndarray) -> np.ndarray:
         """B x T x H x W windows (float32, unit range) -> B x H x W restored centre planes."""
         if windows.ndim != 4 or windows.shape[1] != self.window:
             raise ValueError(f"expected B x {self.window} x H x W, got {windows.shape}")
         x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32))
-        x = x.to(self.device, non_blocking=True)
+        if self.device.type == "cuda":
+            x = x.pin_memory().to(self.device, non_blocking=True)
+        elif self.device.type != "cpu":
+            x = x.to(self.device)
         plan = self.tile_plan(*windows.shape[2:])
         y = self._forward(x) if plan is None else self._forward_tiled(x, plan)
+        return self._to_host(y)
+
+    def _to_host(self, y: torch.Tensor) -> np.ndarray:
+        if self.device.type == "cuda":
+            host = torch.empty(y.shape, dtype=y.dtype, pin_memory=True)
+            host.copy_(y, non_blocking=True)
+            torch.cuda.current_stream(self.device).synchronize()
+            return host.numpy()
         return y.cpu().numpy()
 
     def _forward_tiled(self, x: torch.Tensor, plan: TilePlan) -> torch.Tensor:
@@ -169,15 +437,14 @@ class Deblurrer(Generic[Payload]):
         the margin covers the receptive field."""
         _, _, height, width = x.shape
         out = torch.empty((x.shape[0], height, width), dtype=torch.float32, device=x.device)
-        for top in range(0, height, plan.size):
-            for left in range(0, width, plan.size):
-                bottom, right = min(top + plan.size, height), min(left + plan.size, width)
-                t0, l0 = max(top - plan.margin, 0), max(left - plan.margin, 0)
-                b1, r1 = min(bottom + plan.margin, height), min(right + plan.margin, width)
-                y = self._forward(x[:, :, t0:b1, l0:r1])
-                out[:, top:bottom, left:right] = y[
-                    :, top - t0 : bottom - t0, left - l0 : right - l0
-                ]
+        m = plan.margin
+        for rows, cols in plan.tiles(height, width):
+            t0, l0 = max(rows.start - m, 0), max(cols.start - m, 0)
+            b1, r1 = min(rows.stop + m, height), min(cols.stop + m, width)
+            y = self._forward(x[:, :, t0:b1, l0:r1])
+            out[:, rows, cols] = y[
+                :, rows.start - t0 : rows.stop - t0, cols.start - l0 : cols.stop - l0
+            ]
         return out
 
     def stream(
