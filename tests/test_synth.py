@@ -62,6 +62,12 @@ def box_blur_linear(sharp: np.ndarray, length: int, axis: int) -> np.ndarray:
     return linear_to_srgb(cv2.filter2D(linear, -1, kernel, borderType=cv2.BORDER_REFLECT_101))
 
 
+def test_transfer_curve_round_trip_is_exact():
+    codes = np.arange(256, dtype=np.uint8)
+    np.testing.assert_array_equal(linear_to_srgb(srgb_to_linear(codes)), codes)
+    assert srgb_to_linear(codes)[[0, 255]].tolist() == [0.0, 1.0]
+
+
 def test_zero_motion_blurry_equals_sharp():
     clip = shake_clip(texture(80, 100), 4, (48, 64), np.random.default_rng(1), CLEAN)
     assert clip.blurry.shape == clip.sharp.shape == (4, 48, 64, 3)
