@@ -626,9 +626,6 @@ def _layer_matrix(camera: np.ndarray, layer: _Layer, t: float) -> np.ndarray:
     return np.concatenate([a, b[:, None]], 1)
 
 
-_WARP_FLAGS = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-
-
 def _with_alpha(rgb: np.ndarray) -> np.ndarray:
     """RGB -> RGBA float32: OpenCV's 4-channel warps are ~3x faster than its 3-channel ones."""
     return np.dstack([rgb, np.ones(rgb.shape[:2], np.float32)])
@@ -889,7 +886,7 @@ def psf_clip(
             source,
             np.array([[1, 0, x0], [0, 1, y0]], np.float64),
             (w + 2 * margin, h + 2 * margin),
-            flags=_WARP_FLAGS,
+            flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,  # no softening of the sharp frame
             borderMode=cv2.BORDER_REFLECT_101,
         )
         # filter2D correlates: out(x) = sum_u k(u) in(x + u), i.e. the mean of views shifted
