@@ -1,0 +1,424 @@
+"""Inference speed and memory of the deblur engine on this machine (not part of the test suite).
+
+    python benchmarks/speed.py [--quick] [--sections network,memory,e2e] [--compile]
+
+Prints, per network config (paper, fast) and frame size: ms per frame, GFLOP/s and the share of
+the machine's own ceiling (bf16 and fp32 matmul rates measured in the same run, so a busy
+machine lowers both), for each precision/layout variant; the error of each variant against the
+fp32 eager reference (Y, 8-bit units); peak RSS for 1080p with default settings and for 100 vs
+1000 streamed frames; and end-to-end `deblur_video` fps vs network-only fps.
+
+Memory is measured in fresh child processes from the kernel's RSS high-water mark (VmHWM):
+Python-level tracers do not see torch's allocations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deblur_cli.engine import Deblurrer, InferenceNet, ReferenceNet
+from deblur_cli.models import FAST, PAPER, DBLRNet, DBLRNetConfig
+
+CONFIGS = {"paper": PAPER, "fast": FAST}
+SIZES = {"320x180": (180, 320), "640x360": (360, 640), "1280x720": (720, 1280)}
+NO_TILING = 1 << 50
+Runner = Callable[[np.ndarray], np.ndarray]
+
+
+# -- models and inputs ---------------------------------------------------------------------------
+
+
+def trained_like(config: DBLRNetConfig, sample: np.ndarray, seed: int = 0) -> DBLRNet:
+    """A network with non-trivial BatchNorm statistics and a real-sized correction.
+
+    A fresh init outputs ~ its centre frame (the last layer starts near zero), which would make
+    any precision look exact. Here BN statistics and affines are randomised and the last layer
+    is scaled so the correction (output - centre) has an RMS of 0.1 (~25 levels of 8-bit Y) on
+    the benchmark input: errors are then measured on an output that depends on every layer.
+    """
+    torch.manual_seed(seed)
+    model = DBLRNet(config).eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.normal_(0, 0.1)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.normal_(0, 0.1)
+        torch.nn.init.kaiming_uniform_(model.l35.weight)
+        centre = torch.from_numpy(sample[:, config.frames // 2])
+        correction = model(torch.from_numpy(sample).unsqueeze(1))[:, 0] - centre
+        scale = 0.1 / float(correction.pow(2).mean().sqrt())
+        model.l35.weight.mul_(scale)
+        model.l35.bias.mul_(scale)
+    return model
+
+
+def image_like(frames: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    """1 x T x H x W: smooth random texture plus noise, shifted a little per frame."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.random((frames, height // 8 + 2, width // 8 + 2), dtype=np.float32)
+    smooth = coarse.repeat(8, 1).repeat(8, 2)[:, :height, :width]
+    noise = rng.normal(0, 0.05, (frames, height, width)).astype(np.float32)
+    return np.clip(0.8 * smooth + 0.1 + noise, 0, 1)[None]
+
+
+# -- the machine's ceiling -----------------------------------------------------------------------
+
+
+def matmul_gflops(dtype: torch.dtype, n: int, repeats: int = 5) -> float:
+    """Best-of-N dense matmul rate: the practical compute ceiling for this dtype right now."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    best = min(timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+# -- network variants ----------------------------------------------------------------------------
+
+
+def module_runner(net: torch.nn.Module, unsqueeze: bool = False) -> Runner:
+    @torch.inference_mode()
+    def run(x: np.ndarray) -> np.ndarray:
+        t = torch.from_numpy(x)
+        y = net(t.unsqueeze(1))[:, 0] if unsqueeze else net(t)
+        return y.float().numpy()
+
+    return run
+
+
+def variants(model: DBLRNet, compile_too: bool) -> dict[str, Callable[[], Runner]]:
+    """Name -> builder of a runner; built lazily so each holds memory only while measured."""
+
+    def plain_bf16() -> Runner:
+        return module_runner(InferenceNet(model, torch.bfloat16).eval())
+
+    def engine(precision: str) -> Callable[[], Runner]:
+        return lambda: Deblurrer(model, "cpu", precision, memory_budget=NO_TILING).run_windows
+
+    found: dict[str, Callable[[], Runner]] = {
+        "fp32 eager NCHW (reference)": lambda: module_runner(copy.deepcopy(model), True),
+        "fp32 folded channels-last": lambda: module_runner(ReferenceNet(model, torch.float32)),
+        "bf16 autocast folded CL (old default)": lambda: module_runner(
+            ReferenceNet(model, torch.bfloat16)
+        ),
+        "fp32 InferenceNet oneDNN": engine("fp32"),
+        "bf16 InferenceNet conv2d": plain_bf16,
+        "bf16 InferenceNet oneDNN (default)": lambda: Deblurrer(model, "cpu", "auto").run_windows,
+    }
+    if compile_too:
+        found["bf16 InferenceNet torch.compile"] = lambda: compiled(model)
+    return found
+
+
+def compiled(model: DBLRNet) -> Runner:
+    engine = Deblurrer(model, "cpu", "bf16", memory_budget=NO_TILING, compile=True)
+    engine._frames_done = 1 << 30  # skip the eager warm-up frames: measure the compiled path
+    return engine.run_windows
+
+
+SLOW = ("fp32 folded channels-last", "fp32 InferenceNet oneDNN", "bf16 InferenceNet conv2d")
+
+
+@dataclass
+class Row:
+    config: str
+    size: str
+    variant: str
+    seconds: float
+    gflops: float
+    max_err: float | None
+    mean_err: float | None
+    first_call: float
+
+
+def measure(run: Runner, x: np.ndarray, repeats: int, budget_s: float) -> tuple[float, float]:
+    """(first call seconds, median of the timed calls); stops early past ``budget_s``."""
+    first = timed(lambda: run(x))
+    times: list[float] = []
+    while len(times) < repeats and (not times or sum(times) < budget_s):
+        times.append(timed(lambda: run(x)))
+    return first, statistics.median(times)
+
+
+def network_rows(args: argparse.Namespace) -> list[Row]:
+    rows = []
+    for config_name in args.configs:
+        config = CONFIGS[config_name]
+        for size_name in args.sizes:
+            height, width = SIZES[size_name]
+            x = image_like(config.frames, height, width)
+            model = trained_like(config, image_like(config.frames, 96, 160, seed=1))
+            flops = 2 * model.macs_per_pixel() * height * width
+            reference: np.ndarray | None = None
+            for name, build in variants(model, args.compile).items():
+                big = height * width > 400_000 and config is PAPER
+                if big and name in SLOW and not args.full:
+                    continue
+                run = build()
+                first, seconds = measure(run, x, args.repeats, 20.0 if big else 8.0)
+                y = run(x)
+                del run
+                if reference is None:
+                    reference = y
+                err = np.abs(y - reference) * 255
+                row = Row(
+                    config_name,
+                    size_name,
+                    name,
+                    seconds,
+                    flops / seconds / 1e9,
+                    float(err.max()),
+                    float(err.mean()),
+                    first,
+                )
+                rows.append(row)
+                print(f"  {config_name} {size_name} {name}: {seconds * 1e3:.0f} ms", flush=True)
+    return rows
+
+
+# -- memory (child processes) --------------------------------------------------------------------
+
+
+def vm_hwm() -> int:
+    """This process's peak resident set, in bytes (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def child(task: dict) -> dict:
+    """Run one memory task in this (fresh) process and report the high-water marks."""
+    config = CONFIGS[task["config"]]
+    model = DBLRNet(config).eval()
+    budget = task.get("budget", NO_TILING)  # None: the engine's default budget
+    options = {} if budget is None else {"memory_budget": budget}
+    engine = Deblurrer(model, "cpu", task["precision"], **options)
+    engine.run_windows(np.zeros((1, config.frames, 32, 32), np.float32))
+    baseline = vm_hwm()
+    height, width = task["height"], task["width"]
+    frames = task.get("frames", 0)
+    if frames:  # a streamed synthetic clip: the held planes must not grow with its length
+        plane = np.random.default_rng(0).random((height, width), dtype=np.float32)
+        for _ in engine.stream((i, plane.copy()) for i in range(frames)):
+            pass
+    else:
+        engine.run_windows(np.random.rand(1, config.frames, height, width).astype(np.float32))
+    plan = engine.tile_plan(height, width)
+    return {
+        "baseline": baseline,
+        "peak": vm_hwm(),
+        "tiles": None if plan is None else [plan.height, plan.width],
+    }
+
+
+def run_child(task: dict) -> dict:
+    result = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(task)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def memory_report(args: argparse.Namespace) -> dict:
+    """Per-pixel activation memory (fitted), 1080p default peak, 100 vs 1000 streamed frames."""
+    report: dict = {"fits": {}}
+    for precision in ("bf16", "fp32"):
+        sides = [256, 512, 768]
+        points = []
+        for side in sides:
+            r = run_child(
+                {"config": "paper", "precision": precision, "height": side, "width": side}
+            )
+            points.append((side * side, r["peak"] - r["baseline"]))
+        pixels, extra = np.array(points, dtype=np.float64).T
+        slope, intercept = np.polyfit(pixels, extra, 1)
+        itemsize = 2 if precision == "bf16" else 4
+        channels = 2 * PAPER.head_width + PAPER.width
+        report["fits"][precision] = {
+            "points": points,
+            "bytes_per_pixel": slope,
+            "intercept": intercept,
+            "factor": slope / (channels * itemsize),
+        }
+        print(f"  memory fit {precision}: {slope:.0f} B/pixel", flush=True)
+    hd = run_child({"config": "paper", "precision": "auto", "height": 1080, "width": 1920,
+                    "budget": None})  # fmt: skip
+    report["1080p"] = hd
+    print(f"  1080p default peak {hd['peak'] / 2**30:.2f} GiB", flush=True)
+    for frames in (100, 1000):
+        r = run_child({"config": "fast", "precision": "auto", "height": 96, "width": 160,
+                       "frames": frames})  # fmt: skip
+        report[f"stream_{frames}"] = r
+    print("  stream done", flush=True)
+    return report
+
+
+# -- end to end ----------------------------------------------------------------------------------
+
+
+def synthetic_clip(path: Path, frames: int, height: int, width: int) -> None:
+    import av
+
+    x = image_like(1, height + 64, width + 64)[0, 0]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(frames):
+            y = (x[i : i + height, 2 * i : 2 * i + width] * 219 + 16).astype(np.uint8)
+            rgb = np.repeat(y[:, :, None], 3, axis=2)
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def e2e_report(frames: int) -> dict:
+    """deblur_video on a synthetic 640x360 clip vs the network alone on the same frames."""
+    from deblur_cli.api import deblur_video
+
+    height, width = 360, 640
+    model = trained_like(PAPER, image_like(PAPER.frames, 96, 160, seed=1))
+    engine = Deblurrer(model)
+    x = image_like(PAPER.frames, height, width)
+    engine.run_windows(x)
+    network = statistics.median(timed(lambda: engine.run_windows(x)) for _ in range(3))
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "clip.mp4"
+        synthetic_clip(source, frames, height, width)
+        began = time.perf_counter()
+        summary = deblur_video(source, Path(tmp) / "out.mp4", engine, preset="medium")
+        seconds = time.perf_counter() - began
+    return {
+        "frames": summary.frames,
+        "e2e_fps": summary.frames / seconds,
+        "network_fps": 1 / network,
+        "ratio": network * summary.frames / seconds,
+    }
+
+
+# -- report --------------------------------------------------------------------------------------
+
+
+def print_tables(rows: list[Row], ceilings: dict[str, float]) -> None:
+    bf16, fp32 = ceilings["bf16"], ceilings["fp32"]
+    print(
+        f"\nmachine ceiling (best dense matmul, same run): bf16 {bf16:.0f} GFLOP/s, "
+        f"fp32 {fp32:.0f} GFLOP/s; torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
+    header = (
+        f"{'config':6} {'size':9} {'variant':40} {'ms/frame':>9} {'GFLOP/s':>8} "
+        f"{'%bf16':>6} {'%fp32':>6} {'vs eager':>8} {'maxErrY':>8} {'meanErrY':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    eager: dict[tuple[str, str], float] = {}
+    for r in rows:
+        key = (r.config, r.size)
+        if "eager" in r.variant:
+            eager[key] = r.seconds
+        speedup = f"{eager[key] / r.seconds:.2f}x" if key in eager else "-"
+        print(
+            f"{r.config:6} {r.size:9} {r.variant:40} {r.seconds * 1e3:9.0f} {r.gflops:8.0f} "
+            f"{100 * r.gflops / bf16:5.0f}% {100 * r.gflops / fp32:5.0f}% {speedup:>8} "
+            f"{r.max_err:8.3f} {r.mean_err:8.4f}"
+        )
+
+
+def print_memory(report: dict) -> None:
+    print("\nmemory (VmHWM in fresh processes)")
+    for precision, fit in report["fits"].items():
+        points = ", ".join(f"{p}px:+{e / 2**20:.0f}MiB" for p, e in fit["points"])
+        print(
+            f"  paper {precision}: {fit['bytes_per_pixel']:.0f} B/pixel "
+            f"(= {fit['factor']:.2f} x (2*head+width) channels x itemsize); {points}"
+        )
+    hd = report["1080p"]
+    print(
+        f"  1920x1080 default settings: peak RSS {hd['peak'] / 2**30:.2f} GiB, tiles {hd['tiles']}"
+    )
+    a, b = report["stream_100"]["peak"], report["stream_1000"]["peak"]
+    print(
+        f"  streamed clip (fast config, 160x96): 100 frames {a / 2**20:.0f} MiB, "
+        f"1000 frames {b / 2**20:.0f} MiB ({100 * (b - a) / a:+.1f}%)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="640x360 and 320x180 only, paper")
+    parser.add_argument("--full", action="store_true", help="every variant at 720p too (slow)")
+    parser.add_argument("--sections", default="network,memory,e2e")
+    parser.add_argument("--configs", default="paper,fast")
+    parser.add_argument("--sizes", default=",".join(SIZES))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    parser.add_argument("--e2e-frames", type=int, default=24)
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(json.loads(args.child))))
+        return
+    args.configs = args.configs.split(",")
+    args.sizes = args.sizes.split(",")
+    if args.quick:
+        args.configs, args.sizes = ["paper"], ["320x180", "640x360"]
+    sections = args.sections.split(",")
+    results: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    print(f"deblur speed benchmark, {results['date']}, load average {os.getloadavg()}", flush=True)
+    ceilings = {
+        "bf16": matmul_gflops(torch.bfloat16, 3072),
+        "fp32": matmul_gflops(torch.float32, 2048),
+    }
+    if "network" in sections:
+        rows = network_rows(args)
+        after = {
+            "bf16": matmul_gflops(torch.bfloat16, 3072),
+            "fp32": matmul_gflops(torch.float32, 2048),
+        }
+        ceilings = {k: max(v, after[k]) for k, v in ceilings.items()}
+        results["ceilings"], results["rows"] = ceilings, [r.__dict__ for r in rows]
+        print_tables(rows, ceilings)
+    if "memory" in sections:
+        results["memory"] = memory_report(args)
+        print_memory(results["memory"])
+    if "e2e" in sections:
+        e2e = e2e_report(args.e2e_frames)
+        results["e2e"] = e2e
+        print(
+            f"\nend to end (deblur_video, 640x360 synthetic H.264, {e2e['frames']} frames): "
+            f"{e2e['e2e_fps']:.3f} fps vs network only {e2e['network_fps']:.3f} fps "
+            f"({100 * e2e['ratio']:.0f}%)"
+        )
+    print(f"load average at the end {os.getloadavg()}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()
