@@ -19,12 +19,14 @@ from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
+from deblur_cli import frames
 from deblur_cli.color import rgb_to_luma
-from deblur_cli.errors import DatasetError
+from deblur_cli.engine import window_indices
+from deblur_cli.errors import DatasetError, InvalidMediaError
+from deblur_cli.frames import natural_key
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -93,16 +95,13 @@ class Sequence:
 
 def read_image(path: Path) -> np.ndarray:
     """An image file as stored: H x W (gray) or H x W x 3 RGB, uint8 or uint16, alpha dropped."""
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise DatasetError(f"cannot read image {path}")
+    try:
+        image = frames.read_image(Path(path))
+    except InvalidMediaError as exc:
+        raise DatasetError(str(exc)) from exc
     if image.dtype not in (np.uint8, np.uint16):
         raise DatasetError(f"{path}: unsupported sample type {image.dtype} (want 8 or 16 bit)")
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[..., 0]
-    if image.ndim == 3:
-        image = cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2RGB)
-    return image
+    return image[..., :3] if image.ndim == 3 else image
 
 
 def code_max(dtype: np.dtype) -> float:
@@ -140,35 +139,19 @@ def codes_to_unit(codes: np.ndarray) -> np.ndarray:
     return codes.astype(np.float32) / code_max(codes.dtype)
 
 
-def window_indices(index: int, count: int, frames: int) -> list[int]:
-    """Frame indices of the window centred on ``index``; out-of-range neighbours repeat the edge.
-
-    A 3-frame Blurred KITTI sequence with a 5-frame window gives [0, 0, 0, 1, 2] for frame 0.
-    """
-    if not 0 <= index < count:
-        raise IndexError(f"frame {index} outside a sequence of {count}")
-    radius = frames // 2
-    return [min(max(j, 0), count - 1) for j in range(index - radius, index + radius + 1)]
-
-
 # --------------------------------------------------------------------------------------------
 # Listing
-
-
-def natural_key(path: Path) -> list[object]:
-    """Sort key that orders frame2 before frame10 (numbers compared as numbers)."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
 
 
 def list_images(folder: Path) -> list[Path]:
     return sorted(
         (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
-        key=natural_key,
+        key=lambda p: natural_key(p.name),
     )
 
 
 def subdirs(folder: Path) -> list[Path]:
-    return sorted((p for p in folder.iterdir() if p.is_dir()), key=natural_key)
+    return sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: natural_key(p.name))
 
 
 def pair_frames(name: str, blurry: list[Path], sharp: list[Path]) -> Sequence:

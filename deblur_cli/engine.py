@@ -82,12 +82,20 @@ def resolve_precision(name: str, device: torch.device) -> str:
     return "fp32"
 
 
+def window_indices(index: int, count: int, frames: int) -> list[int]:
+    """Frame indices of the window centred on ``index``; out-of-range neighbours repeat the edge.
+
+    A 3-frame Blurred KITTI sequence with a 5-frame window gives [0, 0, 0, 1, 2] for frame 0.
+    """
+    if not 0 <= index < count:
+        raise IndexError(f"frame {index} outside a sequence of {count}")
+    radius = frames // 2
+    return [min(max(j, 0), count - 1) for j in range(index - radius, index + radius + 1)]
+
+
 def edge_clamped_windows(count: int, window: int) -> list[list[int]]:
     """Frame indices of every window; edge frames repeat so each frame gets one output."""
-    radius = window // 2
-    return [
-        [min(max(j, 0), count - 1) for j in range(i - radius, i + radius + 1)] for i in range(count)
-    ]
+    return [window_indices(i, count, window) for i in range(count)]
 
 
 def channels_last(model: torch.nn.Module) -> torch.nn.Module:
