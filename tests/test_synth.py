@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -194,7 +195,30 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     base = texture(100, 140, 7)
     for k in range(12):
         cv2.imwrite(str(frames / f"frame_{k:03d}.png"), np.roll(base, 2 * k, axis=1))
-    return [root / "colour.png", root / "gray.jpg", frames]
+    video = root / "pan.mp4"
+    with av.open(str(video), mode="w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 128, 96, "yuv420p"
+        for k in range(10):
+            image = np.ascontiguousarray(np.roll(base[:96, :128], 3 * k, axis=0))
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return [root / "colour.png", root / "gray.jpg", frames, video]
+
+
+def test_sources_are_read_as_stills_and_videos(sources):
+    from deblur_cli.synth import expand_sources, load_source
+
+    assert expand_sources([sources[0].parent]) == [
+        sources[2],
+        sources[0],
+        sources[1],
+        sources[3],
+    ]
+    shapes = [load_source(p).shape for p in sources]
+    assert shapes == [(90, 120, 3), (100, 100, 3), (12, 100, 140, 3), (10, 96, 128, 3)]
 
 
 def run(sources: list[Path], n: int, seed: int, process: str = "mixed") -> list:
