@@ -30,7 +30,13 @@ import numpy as np
 
 from deblur_cli.color import luma_to_unit, unit_to_luma
 from deblur_cli.engine import Deblurrer
-from deblur_cli.errors import InputNotFoundError, Interrupted, InvalidMediaError, OutputError
+from deblur_cli.errors import (
+    InputNotFoundError,
+    Interrupted,
+    InvalidMediaError,
+    OutOfMemoryError,
+    OutputError,
+)
 from deblur_cli.frames import (
     ImageParts,
     list_images,
@@ -45,6 +51,8 @@ T = TypeVar("T")
 Progress = Callable[[int, "int | None"], None]  # (frames done, expected total or None)
 QUEUE_FRAMES = 8
 THREAD_JOIN_SECONDS = 30.0
+# How torch words a failed allocation (CPU allocator, CUDA/MPS out of memory).
+OOM_MESSAGES = ("can't allocate memory", "out of memory", "cannot allocate memory")
 
 
 @dataclass(frozen=True)
@@ -206,6 +214,21 @@ def interrupts_as_errors() -> Iterator[None]:
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def allocation_failures_as_errors() -> Iterator[None]:
+    """Turn a failed allocation (numpy's MemoryError, torch's "can't allocate memory" or
+    OutOfMemoryError) into one line with what to try, instead of a traceback."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as exc:
+        text = str(exc).lower()
+        if not isinstance(exc, MemoryError) and not any(s in text for s in OOM_MESSAGES):
+            raise
+        raise OutOfMemoryError(
+            "ran out of memory; try smaller tiles (--tile 256), --batch 1, or another --device"
+        ) from exc
 
 
 def _temporary_name(final: Path) -> Path:
@@ -393,6 +416,7 @@ def deblur_video(
     began = time.perf_counter()
     with (
         interrupts_as_errors(),
+        allocation_failures_as_errors(),
         atomic_file(destination) as temporary,
         VideoReader(source, start, end, strict) as reader,
     ):
@@ -478,12 +502,17 @@ def deblur_frames(
             luma, parts = split_image(image)
             yield _Image(path.name, parts), luma
 
-    with interrupts_as_errors(), atomic_folder(destination) as temporary:
+    with (
+        interrupts_as_errors(),
+        allocation_failures_as_errors(),
+        atomic_folder(destination) as temporary,
+    ):
 
         def save(pair: tuple[_Image, np.ndarray]) -> None:
             nonlocal written
             item, plane = pair
-            write_image(temporary / item.name, merge_image(plane, item.parts))
+            image = merge_image(plane, item.parts)
+            write_image(temporary / item.name, image, shown=destination / item.name)
             written += 1
             if progress:
                 progress(written, len(files))

@@ -55,3 +55,9 @@ class Interrupted(DeblurError):
     def __init__(self, signum: int) -> None:
         super().__init__(f"interrupted by signal {signum}; partial output removed")
         self.exit_code = 128 + signum
+
+
+class OutOfMemoryError(DeblurError):
+    """An allocation failed (frame too large for the memory left, even after automatic tiling)."""
+
+    exit_code = 9

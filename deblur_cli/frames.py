@@ -71,8 +71,12 @@ def read_image(path: Path) -> np.ndarray:
     return image
 
 
-def write_image(path: Path, image: np.ndarray) -> None:
-    """Encode by the file's suffix and write the bytes; failures become OutputError."""
+def write_image(path: Path, image: np.ndarray, shown: Path | None = None) -> None:
+    """Encode by the file's suffix and write the bytes; failures become OutputError.
+
+    ``shown`` is the name messages use when ``path`` is a temporary file the user never sees.
+    """
+    shown = shown or path
     if image.ndim == 3:
         order = [2, 1, 0, 3][: image.shape[2]]
         image = np.ascontiguousarray(image[:, :, order])
@@ -80,11 +84,11 @@ def write_image(path: Path, image: np.ndarray) -> None:
         path.suffix.lower(), image, ENCODE_PARAMS.get(path.suffix.lower(), [])
     )
     if not ok:
-        raise OutputError(f"cannot encode {path.name} as {path.suffix}")
+        raise OutputError(f"cannot encode {shown.name} as {path.suffix}")
     try:
         path.write_bytes(encoded.tobytes())
     except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise OutputError(f"cannot write {shown}: {exc.strerror or exc}") from exc
 
 
 @dataclass

@@ -3,13 +3,29 @@
 Only safetensors files are read: they hold raw tensors and a JSON header, so loading one can never
 execute code (a pickled ``.pt``/``.pth`` can). The network's config travels in the header's
 metadata, so every file rebuilds exactly the network it was trained as.
+
+Where a ``--model`` value comes from:
+
+* a shipped name (``dblrnet``, ...) is always the local file in ``weights/``; it never triggers a
+  download, so an offline machine behaves the same every time;
+* a path is read as is;
+* ``hf://owner/repo/path/file.safetensors`` goes through ``huggingface_hub.hf_hub_download`` and
+  its normal cache (``HF_HOME``/``HF_HUB_CACHE``, ``HF_HUB_OFFLINE``, ``HF_ENDPOINT`` apply).
+
+Checksums of downloads: a download is checked against a sha256 when one is known, either written
+into the spec as ``hf://owner/repo/file.safetensors#sha256=<64 hex>``, or listed in
+:data:`MODELS` for the entry whose ``hf://{hf_repo}/{filename}`` the spec names. A mismatch is a
+:class:`ModelError` and the bad copy is deleted from the cache, so the next attempt downloads it
+again instead of failing on the same bytes forever.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from importlib import resources
@@ -61,30 +77,70 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify_sha256(path: Path, expected: str | None) -> None:
-    """Raise ModelError when a file does not match the checksum the model table lists."""
-    if expected and (actual := sha256_of(path)) != expected:
-        raise ModelError(f"checksum mismatch for {path}: expected sha256 {expected}, got {actual}")
+def parse_hub_spec(spec: str) -> tuple[str, str, str | None]:
+    """``hf://owner/repo/path/file.safetensors[#sha256=HEX]`` -> (repo_id, filename, sha256)."""
+    body, _, fragment = spec[len(HF_PREFIX) :].partition("#")
+    expected = None
+    if fragment:
+        key, _, value = fragment.partition("=")
+        if key != "sha256" or not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+            raise ModelError(f"expected #sha256=<64 hex digits> after the file, got #{fragment}")
+        expected = value.lower()
+    parts = body.split("/")
+    if len(parts) < 3 or not parts[-1].endswith(".safetensors") or "" in parts:
+        raise ModelError(f"expected hf://owner/repo/file.safetensors, got {spec}")
+    return "/".join(parts[:2]), "/".join(parts[2:]), expected
+
+
+def listed_sha256(repo_id: str, filename: str) -> str | None:
+    """The checksum :data:`MODELS` lists for this hub file, if any entry names it."""
+    for entry in MODELS.values():
+        if (entry.hf_repo, entry.filename) == (repo_id, filename) and entry.sha256:
+            return entry.sha256.lower()
+    return None
+
+
+def _evict(path: Path) -> None:
+    """Delete a cached download (the snapshot link and the blob it points to)."""
+    for target in {path.resolve(), path}:
+        with contextlib.suppress(OSError):
+            target.unlink()
 
 
 def download_from_hub(spec: str, sha256: str | None = None) -> Path:
-    """``hf://owner/repo/path/file.safetensors`` -> a local path via the Hugging Face cache."""
+    """``hf://owner/repo/path/file.safetensors`` -> a local path via the Hugging Face cache.
+
+    The file is checked against ``sha256``, else the spec's ``#sha256=``, else the model table.
+    """
     from huggingface_hub import hf_hub_download
 
-    parts = spec[len(HF_PREFIX) :].split("/")
-    if len(parts) < 3 or not parts[-1].endswith(".safetensors"):
-        raise ModelError(f"expected hf://owner/repo/file.safetensors, got {spec}")
-    repo_id, filename = "/".join(parts[:2]), "/".join(parts[2:])
+    repo_id, filename, in_spec = parse_hub_spec(spec)
+    expected = sha256 or in_spec or listed_sha256(repo_id, filename)
     try:
         path = Path(hf_hub_download(repo_id=repo_id, filename=filename))
     except Exception as exc:  # offline, 404, auth: all become one actionable line
         url = f"https://huggingface.co/{repo_id}/resolve/main/{filename}"
         raise ModelError(
-            f"cannot get {filename} from the hub repo {repo_id} ({type(exc).__name__}); "
+            f"cannot get {filename} from the hub repo {repo_id} ({_hub_reason(exc)}); "
             f"download {url} and pass its path with --model PATH"
         ) from exc
-    verify_sha256(path, sha256)
+    if expected and (actual := sha256_of(path)) != expected:
+        _evict(path)
+        raise ModelError(
+            f"checksum mismatch for {spec.partition('#')[0]}: expected sha256 {expected}, "
+            f"got {actual}; the download was deleted from the cache, try again"
+        )
     return path
+
+
+def _hub_reason(exc: BaseException) -> str:
+    """Why a download failed, in a few words (the hub's messages span several lines)."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "offline (HF_HUB_OFFLINE is set) and not in the local cache"
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first[:160]}" if first else type(exc).__name__
 
 
 def resolve_weights(spec: str = DEFAULT_MODEL) -> Path:

@@ -9,7 +9,14 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from deblur_cli.train import PRESETS, STAGES, TrainOptions, export_checkpoint, train
+from deblur_cli.train import (
+    PRESETS,
+    STAGES,
+    TrainOptions,
+    export_checkpoint,
+    parse_sources,
+    train,
+)
 
 DEFAULTS = TrainOptions(out_dir="", train_data=[])
 
@@ -104,6 +111,8 @@ def train_command(
     values["val_data"] = list(values["val_data"])  # type: ignore[arg-type]
     known = {f.name for f in dataclasses.fields(TrainOptions)}
     options = TrainOptions(**{k: v for k, v in values.items() if k in known})  # type: ignore[arg-type]
+    # Missing data fails here, before the run folder or the progress bar exist.
+    parse_sources(options.train_data + options.val_data)
     console = Console(stderr=True)
     columns = [
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
