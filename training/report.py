@@ -1,0 +1,185 @@
+"""Training report: validation table, training curve and before/after pictures.
+
+Run from the repository root after training (needs data/ from training/make_data.py):
+
+    python training/report.py --model dblrnet=weights/dblrnet.safetensors \
+        --model dblrgan=weights/dblrgan.safetensors [--curve training/dblrnet/metrics.jsonl]
+
+Writes training/VALIDATION.md (+ .json), docs/training_curve.png and docs/before_after/*.png.
+Every number is computed here from the data and the weight files; nothing is typed in.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+import cv2
+import numpy as np
+
+from deblur_cli.bench import luma8, read_unit_rgb, run_bench
+from deblur_cli.datasets import dvd_sequences, load_luma
+from deblur_cli.engine import Deblurrer
+from deblur_cli.metrics import gradient_magnitude, mean_abs_change
+from deblur_cli.weights import load_model
+
+VAL_SETS = {
+    "val_other": "PSF blur (a process not used in training), validation sources",
+    "val_own": "camera shake like training, validation sources and seeds",
+}
+REAL_BLUR = (
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "real_blur" / "selfdeblur_real"
+)
+
+
+def truth_stats(sequences: list) -> tuple[float, float]:
+    """Mean gradient magnitude and mean frame-to-frame change of the ground truth (8-bit Y)."""
+    grads, changes = [], []
+    for sequence in sequences:
+        frames = [luma8(np.clip(np.rint(read_unit_rgb(p) * 255), 0, 255)) for p in sequence.sharp]
+        grads += [gradient_magnitude(f) for f in frames]
+        changes.append(mean_abs_change(frames))
+    return float(np.mean(grads)), float(np.mean(changes))
+
+
+def validation_table(data: Path, engines: dict[str, Deblurrer | None]) -> dict[str, dict]:
+    """Per validation set and model: PSNR/SSIM on Y and RGB, sharpness and flicker."""
+    table: dict[str, dict] = {}
+    for name in VAL_SETS:
+        sequences = dvd_sequences(data / name, split="all")
+        result = run_bench(sequences, engines)
+        truth_grad, _ = truth_stats(sequences)
+        rows = {}
+        for model in engines:
+            avg = result.average(model)
+            rows[model] = {**avg, "sharpness_vs_truth": avg["sharpness"] / truth_grad}
+        table[name] = rows
+        print(f"{name}: done", file=sys.stderr, flush=True)
+    return table
+
+
+def markdown(table: dict[str, dict]) -> str:
+    lines = ["# Validation (computed by training/report.py)", ""]
+    for name, rows in table.items():
+        lines += [f"## {name}: {VAL_SETS[name]}", ""]
+        lines += [
+            "| model | PSNR Y | SSIM Y | PSNR RGB | gain Y (dB) | sharpness / truth | flicker |"
+        ]
+        lines += ["|---|---|---|---|---|---|---|"]
+        base = rows["input"]["psnr_y"]
+        for model, r in rows.items():
+            lines.append(
+                f"| {model} | {r['psnr_y']:.2f} | {r['ssim_y']:.4f} | {r['psnr_rgb']:.2f} | "
+                f"{r['psnr_y'] - base:+.2f} | {r['sharpness_vs_truth']:.3f} | {r['flicker']:+.3f} |"
+            )
+        lines.append("")
+    lines += [
+        "PSNR/SSIM: mean over sequences of the per-frame scores (Y: BT.601 luma of the 8-bit RGB "
+        "output). Sharpness: mean gradient magnitude of the output's Y divided by the ground "
+        "truth's. Flicker: mean absolute frame-to-frame change of the output minus that of the "
+        "ground truth (8-bit units); nearer 0 is more stable.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def training_curve(metrics: Path, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [json.loads(line) for line in metrics.read_text().splitlines()]
+    losses = [(r["step"], r["loss"]) for r in records if "loss" in r]
+    vals = [(r["step"], r["val_psnr"], r["input_psnr"]) for r in records if "val_psnr" in r]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    steps, values = zip(*losses, strict=True)
+    kernel = np.ones(min(10, len(values))) / min(10, len(values))
+    left.plot(steps, values, alpha=0.3, label="loss")
+    left.plot(steps[len(kernel) - 1 :], np.convolve(values, kernel, "valid"), label="smoothed")
+    left.set(xlabel="step", ylabel="MSE", yscale="log", title="training loss")
+    left.legend()
+    steps, psnr, base = zip(*vals, strict=True)
+    right.plot(steps, psnr, marker="o", label="DBLRNet")
+    right.plot(steps, base, linestyle="--", label="blurry input")
+    right.set(xlabel="step", ylabel="PSNR (dB)", title="validation (PSF blur, unseen process)")
+    right.legend()
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+
+
+def restore_sequence(engine: Deblurrer, planes: list[np.ndarray]) -> list[np.ndarray]:
+    return [plane for _, plane in engine.stream(enumerate(planes))]
+
+
+def crop(image: np.ndarray, size: int, centre: tuple[int, int] | None = None) -> np.ndarray:
+    h, w = image.shape[:2]
+    cy, cx = centre or (h // 2, w // 2)
+    top, left = max(0, min(cy - size // 2, h - size)), max(0, min(cx - size // 2, w - size))
+    return image[top : top + size, left : left + size]
+
+
+def panel(images: list[np.ndarray], labels: list[str]) -> np.ndarray:
+    """Side-by-side 8-bit gray crops with a label strip on top of each."""
+    tiles = []
+    for image, label in zip(images, labels, strict=True):
+        tile = np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
+        strip = np.full((22, tile.shape[1]), 255, np.uint8)
+        cv2.putText(strip, label, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, 0, 1, cv2.LINE_AA)
+        tiles += [np.vstack([strip, tile]), np.full((tile.shape[0] + 22, 4), 255, np.uint8)]
+    return np.hstack(tiles[:-1])
+
+
+def before_after(engines: dict[str, Deblurrer], data: Path, out: Path) -> list[Path]:
+    """Crops from a validation clip (with truth) and from the real blurry clip (without)."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    sequence = dvd_sequences(data / "val_other", split="all")[0]
+    blurry = [load_luma(p) for p in sequence.blurry]
+    index = len(blurry) // 2
+    outputs = {name: restore_sequence(e, blurry)[index] for name, e in engines.items()}
+    images = [blurry[index], *outputs.values(), load_luma(sequence.sharp[index])]
+    labels = ["blurry input", *outputs, "ground truth"]
+    path = out / "validation_psf.png"
+    cv2.imwrite(str(path), panel([crop(i, 192) for i in images], labels))
+    written.append(path)
+    if REAL_BLUR.is_dir():
+        frames = [load_luma(p) for p in sorted(REAL_BLUR.glob("*.png"))]
+        index = len(frames) // 2
+        outputs = {name: restore_sequence(e, frames)[index] for name, e in engines.items()}
+        for where, centre in {"a": (160, 250), "b": (300, 520)}.items():
+            images = [frames[index], *outputs.values()]
+            path = out / f"real_blur_{where}.png"
+            cv2.imwrite(
+                str(path), panel([crop(i, 224, centre) for i in images], ["blurry", *outputs])
+            )
+            written.append(path)
+    return written
+
+
+@click.command()
+@click.option("--model", "models", multiple=True, required=True, metavar="NAME=PATH")
+@click.option("--data", type=click.Path(path_type=Path), default=Path("data"))
+@click.option("--curve", type=click.Path(path_type=Path), default=None)
+@click.option("--skip-table", is_flag=True)
+def main(models: tuple[str, ...], data: Path, curve: Path | None, skip_table: bool) -> None:
+    engines = {
+        name: Deblurrer(load_model(path)) for name, path in (m.split("=", 1) for m in models)
+    }
+    if curve:
+        training_curve(curve, Path("docs/training_curve.png"))
+    for path in before_after(engines, data, Path("docs/before_after")):
+        print(f"wrote {path}", file=sys.stderr)
+    if skip_table:
+        return
+    table = validation_table(data, {"input": None, **engines})
+    Path("training/VALIDATION.json").write_text(json.dumps(table, indent=2) + "\n")
+    Path("training/VALIDATION.md").write_text(markdown(table))
+    print(markdown(table))
+
+
+if __name__ == "__main__":
+    main()
