@@ -10,6 +10,11 @@ import sys
 
 import click
 
+from deblur_cli.commands.bench import bench_command
+from deblur_cli.commands.frames import frames_command
+from deblur_cli.commands.synth import synth
+from deblur_cli.commands.train import export_command, train_command
+from deblur_cli.commands.video import video_command
 from deblur_cli.errors import DeblurError
 
 
@@ -38,23 +43,5 @@ def main(debug: bool) -> None:
     """Deblur videos and image sequences with DBLRNet / DBLRGAN (Zhang et al., TIP 2018)."""
 
 
-from deblur_cli.commands.train import export_command, train_command  # noqa: E402
-
-main.add_command(train_command)
-main.add_command(export_command)
-
-from deblur_cli.commands.video import video_command  # noqa: E402
-
-main.add_command(video_command)
-
-from deblur_cli.commands.frames import frames_command  # noqa: E402
-
-main.add_command(frames_command)
-
-from deblur_cli.commands.bench import bench_command  # noqa: E402
-
-main.add_command(bench_command)
-
-from deblur_cli.commands.synth import synth  # noqa: E402
-
-main.add_command(synth)
+for command in (video_command, frames_command, synth, train_command, export_command, bench_command):
+    main.add_command(command)

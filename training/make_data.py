@@ -31,7 +31,9 @@ def main(root: Path) -> None:
         if out.exists():
             print(f"{out} exists; skipping")
             continue
-        made = synthesize_dataset(bundled_sources(split), clips, frames, SIZE, seed, process, RANGES)
+        made = synthesize_dataset(
+            bundled_sources(split), clips, frames, SIZE, seed, process, RANGES
+        )
         count = write_dataset(made, out, layout="dvd")
         print(f"{out}: {count} clips of {frames} frames ({process}, {split} sources)", flush=True)
 
