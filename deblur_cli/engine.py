@@ -28,14 +28,13 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 # Peak memory while one window runs, per pixel, in units of (2 * head_width + width) channels of
-# the compute dtype: the head's two wide maps are alive together, plus the long skip and oneDNN's
-# scratch. MEASURED by benchmarks/speed.py (RSS high-water mark in a fresh process, fitted over
-# several frame sizes); see benchmarks/RESULTS.md.
-PEAK_LIVE_CHANNELS_FACTOR = 1.0
-PEAK_FIXED_BYTES_PER_PIXEL = 0.0
-# Activation budget per batch: with the ~0.5 GiB of torch, the model and I/O buffers, a 1080p
-# video stays under 2 GiB of RSS.
-DEFAULT_MEMORY_BUDGET = 1024 * 2**20
+# the compute dtype: the head's two wide maps alive together plus the long skip. MEASURED, not
+# guessed: benchmarks/speed.py fits the RSS high-water mark of fresh processes over 256^2..768^2
+# frames (paper config): 1167 B/pixel in bf16 (factor 1.01), 2262 B/pixel in fp32 (factor 0.98).
+PEAK_LIVE_CHANNELS_FACTOR = 1.02
+# Activation budget per batch. Torch, the model and the process take ~0.3 GiB, so a 1080p frame
+# (two tiles in bf16) peaks near 1.5 GiB, under the 2 GiB target; 720p runs untiled in bf16.
+DEFAULT_MEMORY_BUDGET = 1280 * 2**20
 # Frames run eagerly before torch.compile kicks in (when asked for): a clip shorter than this
 # never pays the compile time; a long one repays it.
 COMPILE_AFTER_FRAMES = 64
@@ -45,7 +44,7 @@ def activation_bytes_per_pixel(config: DBLRNetConfig, dtype: torch.dtype) -> flo
     """Peak bytes per pixel of one window, from the measured constants above."""
     channels = 2 * config.head_width + config.width
     itemsize = torch.finfo(dtype).bits // 8
-    return PEAK_LIVE_CHANNELS_FACTOR * channels * itemsize + PEAK_FIXED_BYTES_PER_PIXEL
+    return PEAK_LIVE_CHANNELS_FACTOR * channels * itemsize
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -288,6 +287,13 @@ class TilePlan:
                     slice(left, min(left + self.width, width)),
                 )
 
+    def padded_area(self, rows: slice, cols: slice, height: int, width: int) -> int:
+        """Pixels actually run for one tile: its core plus the margins inside the frame."""
+        m = self.margin
+        return (min(rows.stop + m, height) - max(rows.start - m, 0)) * (
+            min(cols.stop + m, width) - max(cols.start - m, 0)
+        )
+
 
 MIN_TILE = 32
 """Smallest core tile side: below this the margins dwarf the useful work."""
@@ -311,16 +317,11 @@ def plan_tiles(height: int, width: int, margin: int, max_pixels: int) -> TilePla
     for rows in range(1, finest[0] + 1):
         for cols in range(1, finest[1] + 1):
             plan = TilePlan(even_split(height, rows), even_split(width, cols), margin)
-            fits = (plan.height + 2 * margin) * (plan.width + 2 * margin) <= max_pixels
-            if not fits and (rows, cols) != finest:
+            areas = [plan.padded_area(r, c, height, width) for r, c in plan.tiles(height, width)]
+            if max(areas) > max_pixels and (rows, cols) != finest:
                 continue
-            work = sum(
-                (min(r.stop + margin, height) - max(r.start - margin, 0))
-                * (min(c.stop + margin, width) - max(c.start - margin, 0))
-                for r, c in plan.tiles(height, width)
-            )
-            if best is None or work < best[0]:
-                best = (work, plan)
+            if best is None or sum(areas) < best[0]:
+                best = (sum(areas), plan)
             break  # more columns for these rows would only add margin work
     assert best is not None  # the finest grid is always evaluated
     return best[1]
