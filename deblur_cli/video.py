@@ -128,6 +128,16 @@ def _media_error(path: Path, exc: BaseException) -> InvalidMediaError:
     return InvalidMediaError(f"{path} is not a readable video ({_reason(exc)})")
 
 
+def unusable_stream(stream: Any) -> str | None:
+    """Why a stream cannot be copied, if it cannot: a damaged or empty audio stream has no
+    sample rate or channel count, and the muxer would then refuse to write any header at all
+    (losing the video too)."""
+    context = stream.codec_context
+    if stream.type == "audio" and not (context.sample_rate and context.channels):
+        return "its sample rate or channel count is unknown (damaged or empty stream)"
+    return None
+
+
 class VideoReader:
     """Demux one file: decode its first video stream, collect packets of streams to copy."""
 
@@ -217,8 +227,7 @@ class VideoReader:
                     yield item
         except av.FFmpegError as exc:
             where = f"frame {index}" + (f" (after {last_seconds:.3f} s)" if last_seconds else "")
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            message = f"{self.path}: decoding stopped at {where}: {reason}"
+            message = f"{self.path}: decoding stopped at {where}: {_reason(exc)}"
             if self.strict or index == 0:
                 raise (PartialDecodeError if index else InvalidMediaError)(message) from exc
             self.warning = f"{message}; kept the {index} frames before it"
@@ -436,6 +445,9 @@ class VideoWriter:
 
     def _add_copied_streams(self) -> None:
         for source in self.reader.copied_streams:
+            if problem := unusable_stream(source):
+                self.warnings.append(f"dropped {source.type} stream #{source.index}: {problem}")
+                continue
             try:
                 target = self.container.add_stream_from_template(source)
             except (av.FFmpegError, ValueError, TypeError) as exc:
