@@ -411,8 +411,8 @@ class Deblurrer(Generic[Payload]):
             plain._packed = None  # type: ignore[assignment]
             if self.device.type == "cuda":
                 self._compiled = torch.compile(plain, mode="reduce-overhead", dynamic=False)
-            else:
-                self._compiled = torch.compile(plain, dynamic=False)
+            else:  # freezing: inductor pre-packs the weights and fuses like the eager path
+                self._compiled = torch.compile(plain, dynamic=False, options={"freezing": True})
         return self._compiled
 
     @torch.inference_mode()
