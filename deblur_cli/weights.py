@@ -27,6 +27,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -117,9 +118,12 @@ def download_from_hub(spec: str, sha256: str | None = None) -> Path:
     repo_id, filename, in_spec = parse_hub_spec(spec)
     expected = sha256 or in_spec or listed_sha256(repo_id, filename)
     try:
-        path = Path(hf_hub_download(repo_id=repo_id, filename=filename))
+        with _quiet_hub():
+            path = Path(hf_hub_download(repo_id=repo_id, filename=filename))
     except Exception as exc:  # offline, 404, auth: all become one actionable line
-        url = f"https://huggingface.co/{repo_id}/resolve/main/{filename}"
+        from huggingface_hub import constants
+
+        url = f"{constants.ENDPOINT}/{repo_id}/resolve/main/{filename}"
         raise ModelError(
             f"cannot get {filename} from the hub repo {repo_id} ({_hub_reason(exc)}); "
             f"download {url} and pass its path with --model PATH"
@@ -134,13 +138,36 @@ def download_from_hub(spec: str, sha256: str | None = None) -> Path:
 
 
 def _hub_reason(exc: BaseException) -> str:
-    """Why a download failed, in a few words (the hub's messages span several lines)."""
-    from huggingface_hub import constants
+    """Why a download failed, in a few words (the hub's own messages span several lines)."""
+    from huggingface_hub import constants, errors
 
-    if constants.HF_HUB_OFFLINE:
+    if constants.HF_HUB_OFFLINE or isinstance(exc, errors.OfflineModeIsEnabled):
         return "offline (HF_HUB_OFFLINE is set) and not in the local cache"
+    if isinstance(exc, errors.GatedRepoError):
+        return "the repo is gated: accept its terms on the hub and log in with `hf auth login`"
+    if isinstance(exc, errors.RepositoryNotFoundError):
+        return "no such repo, or it is private (log in with `hf auth login`)"
+    if isinstance(exc, errors.RevisionNotFoundError):
+        return "no such revision"
+    if isinstance(exc, errors.RemoteEntryNotFoundError):
+        return "no such file in the repo"
+    if isinstance(exc, errors.LocalEntryNotFoundError):
+        return f"cannot reach {constants.ENDPOINT} and the file is not in the local cache"
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {first[:160]}" if first else type(exc).__name__
+    return f"{type(exc).__name__}: {first[:120]}" if first else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _quiet_hub() -> Iterator[None]:
+    """Keep the hub's retry warnings off stderr: a failure is reported once, in one line."""
+    from huggingface_hub.utils import logging as hub_logging
+
+    level = hub_logging.get_verbosity()
+    hub_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hub_logging.set_verbosity(level)
 
 
 def resolve_weights(spec: str = DEFAULT_MODEL) -> Path:
