@@ -299,6 +299,8 @@ def check_input_file(path: Path | str) -> Path:
         raise InputNotFoundError(
             f"{path} is a folder; `deblur video` takes video files (`deblur frames` takes folders)"
         )
+    if not path.is_file():  # a device or a pipe: it cannot be seeked, nor read twice
+        raise InputNotFoundError(f"{path} is not a regular file")
     if path.stat().st_size == 0:
         raise InvalidMediaError(f"{path} is empty")
     return path

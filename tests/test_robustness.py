@@ -132,7 +132,7 @@ def test_matrix(item: Case, tmp_path: Path, tiny_model_path: Path) -> None:
         code, output = run_with_file_size_limit(args, plan.limit_file_size, tmp_path)
 
     assert code == item.code, output
-    assert "Traceback" not in output
+    assert "Traceback" not in output and ".partial-" not in output  # temporary names stay hidden
     after = snapshot(tmp_path)
     assert {k: after.get(k) for k in before} == before, "an input file changed"
     assert partial_leftovers(tmp_path) == []
@@ -231,6 +231,19 @@ def _(tmp: Path, model: Path) -> Plan:
 def _(tmp: Path, model: Path) -> Plan:
     _, broken = corrupt_middle(tmp)
     return video_plan(broken, model, tmp / "strict.mp4", "--strict")
+
+
+@case("video: --overwrite keeps the old output when the run fails", 8, "decoding stopped")
+def _(tmp: Path, model: Path) -> Plan:
+    _, broken = corrupt_middle(tmp)
+    (tmp / "previous.mp4").write_bytes(b"the previous result")  # the snapshot checks it survives
+    return Plan(["video", broken, "-o", tmp / "previous.mp4", "--overwrite", "--strict",
+                 *model_options(model)])  # fmt: skip
+
+
+@case("video: a device instead of a file", 3, "is not a regular file")
+def _(tmp: Path, model: Path) -> Plan:
+    return video_plan(Path("/dev/zero"), model, tmp / "out.mp4")
 
 
 @case("video: audio but no video stream", 4, "no video stream")
