@@ -80,18 +80,26 @@ def image_like(frames: int, height: int, width: int, seed: int = 0) -> np.ndarra
 # -- the machine's ceiling -----------------------------------------------------------------------
 
 
-def matmul_gflops(dtype: torch.dtype, n: int, repeats: int = 5) -> float:
-    """Best-of-N dense matmul rate: the practical compute ceiling for this dtype right now."""
+def matmul_gflops(dtype: torch.dtype, n: int, repeats: int = 5) -> tuple[float, float]:
+    """Best-of-N dense matmul rate, by the wall clock and by CPU time (see ``timed``): the
+    practical compute ceiling for this dtype right now."""
     a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
     a @ b
-    best = min(timed(lambda: a @ b) for _ in range(repeats))
-    return 2 * n**3 / best / 1e9
+    calls = [timed(lambda: a @ b) for _ in range(repeats)]
+    flop = 2 * n**3 / 1e9
+    return flop / min(w for w, _ in calls), flop / min(c for _, c in calls)
 
 
-def timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
+def timed(fn: Callable[[], object]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds / threads) of one call.
+
+    On a shared machine the wall clock counts time other processes held our cores; CPU time
+    per thread counts only the time we ran (plus oneDNN's spin-waits), an estimate of the
+    wall time on an idle machine. Both are reported; ratios use like with like.
+    """
+    wall, cpu = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, (time.process_time() - cpu) / torch.get_num_threads()
 
 
 # -- network variants ----------------------------------------------------------------------------
@@ -148,25 +156,27 @@ class Row:
     variant: str
     best: float
     median: float
+    best_cpu: float
     gflops: float
+    gflops_cpu: float
     ceiling_bf16: float
     ceiling_fp32: float
+    ceiling_bf16_cpu: float
     max_err: float | None
     mean_err: float | None
 
 
-def measure(run: Runner, x: np.ndarray, repeats: int, budget_s: float) -> tuple[float, float]:
-    """(best, median) seconds of the timed calls after one warm-up; stops early past budget.
-
-    The best call is the one least disturbed by other processes on a shared machine.
-    """
+def measure(
+    run: Runner, x: np.ndarray, repeats: int, budget_s: float
+) -> tuple[float, float, float]:
+    """(best wall, median wall, best CPU-per-thread) seconds of the timed calls after one
+    warm-up; stops early past the budget. The best call is the least disturbed one."""
     first = timed(lambda: run(x))
-    if first > budget_s:  # a slow variant: its warm-up is a negligible part of one call
-        return first, first
-    times: list[float] = []
-    while len(times) < repeats and (not times or sum(times) < budget_s):
-        times.append(timed(lambda: run(x)))
-    return min(times), statistics.median(times)
+    calls = [first] if first[0] > budget_s else []  # slow: warm-up is negligible in one call
+    while len(calls) < repeats and (not calls or sum(w for w, _ in calls) < budget_s):
+        calls.append(timed(lambda: run(x)))
+    walls = [w for w, _ in calls]
+    return min(walls), statistics.median(walls), min(c for _, c in calls)
 
 
 def skipped(name: str, config: DBLRNetConfig, pixels: int, full: bool) -> bool:
@@ -191,7 +201,7 @@ def network_rows(args: argparse.Namespace) -> list[Row]:
                 # The ceiling right before each variant: the same contention as the variant sees.
                 bf16, fp32 = matmul_gflops(torch.bfloat16, 2048), matmul_gflops(torch.float32, 2048)
                 run = build()
-                best, median = measure(run, x, args.repeats, 20.0)
+                best, median, best_cpu = measure(run, x, args.repeats, 20.0)
                 y = run(x)
                 del run
                 if name == EAGER:
@@ -204,9 +214,12 @@ def network_rows(args: argparse.Namespace) -> list[Row]:
                         name,
                         best,
                         median,
+                        best_cpu,
                         flops / best / 1e9,
-                        bf16,
-                        fp32,
+                        flops / best_cpu / 1e9,
+                        bf16[0],
+                        fp32[0],
+                        bf16[1],
                         None if err is None else float(err.max()),
                         None if err is None else float(err.mean()),
                     )
@@ -343,7 +356,7 @@ def e2e_report(frames: int) -> dict:
     engine = Deblurrer(model)
     x = image_like(PAPER.frames, height, width)
     engine.run_windows(x)
-    network = statistics.median(timed(lambda: engine.run_windows(x)) for _ in range(3))
+    network = statistics.median(timed(lambda: engine.run_windows(x))[0] for _ in range(3))
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "clip.mp4"
         synthetic_clip(source, frames, height, width)
@@ -363,13 +376,15 @@ def e2e_report(frames: int) -> dict:
 
 def print_tables(rows: list[Row]) -> None:
     print(
-        f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads. ms = best of the timed "
-        "calls (median in brackets); %bf16/%fp32 = share of the dense matmul rate measured just "
-        "before that variant (same contention)"
+        f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads. ms = best wall-clock "
+        "call (median); GFLOP/s and %bf16/%fp32 against the dense matmul rate measured just "
+        "before each variant (same contention); 'cpu' columns use CPU time per thread instead "
+        "of wall time for both the variant and the ceiling (an idle-machine estimate)"
     )
     header = (
-        f"{'config':6} {'size':9} {'variant':38} {'ms/frame':>16} {'GFLOP/s':>8} "
-        f"{'ceil bf16':>9} {'%bf16':>6} {'%fp32':>6} {'vs eager':>8} {'maxErrY':>8} {'meanErrY':>8}"
+        f"{'config':6} {'size':9} {'variant':38} {'ms/frame':>15} {'GFLOP/s':>7} "
+        f"{'ceil':>5} {'%bf16':>6} {'%fp32':>6} {'cpu ms':>7} {'GF/s':>5} {'ceil':>5} "
+        f"{'%bf16':>6} {'vs eager':>8} {'maxErrY':>7} {'meanErrY':>8}"
     )
     print(header)
     print("-" * len(header))
@@ -379,12 +394,14 @@ def print_tables(rows: list[Row]) -> None:
         if r.variant == EAGER:
             eager[key] = r.best
         speedup = f"{eager[key] / r.best:.2f}x" if key in eager else "-"
-        errors = "       -        -" if r.max_err is None else f"{r.max_err:8.3f} {r.mean_err:8.4f}"
+        errors = "      -        -" if r.max_err is None else f"{r.max_err:7.3f} {r.mean_err:8.4f}"
         timing = f"{r.best * 1e3:.0f} ({r.median * 1e3:.0f})"
         print(
-            f"{r.config:6} {r.size:9} {r.variant:38} {timing:>16} {r.gflops:8.0f} "
-            f"{r.ceiling_bf16:9.0f} {100 * r.gflops / r.ceiling_bf16:5.0f}% "
-            f"{100 * r.gflops / r.ceiling_fp32:5.0f}% {speedup:>8} {errors}"
+            f"{r.config:6} {r.size:9} {r.variant:38} {timing:>15} {r.gflops:7.0f} "
+            f"{r.ceiling_bf16:5.0f} {100 * r.gflops / r.ceiling_bf16:5.0f}% "
+            f"{100 * r.gflops / r.ceiling_fp32:5.0f}% {r.best_cpu * 1e3:7.0f} "
+            f"{r.gflops_cpu:5.0f} {r.ceiling_bf16_cpu:5.0f} "
+            f"{100 * r.gflops_cpu / r.ceiling_bf16_cpu:5.0f}% {speedup:>8} {errors}"
         )
 
 
