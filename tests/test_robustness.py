@@ -402,6 +402,12 @@ def weights_plan(tmp: Path, weights: Path) -> Plan:
     return Plan(args, [tmp / "out.mp4"])
 
 
+@case("weights: a directory instead of a file", 6, "is a directory")
+def _(tmp: Path, model: Path) -> Plan:
+    (tmp / "weights.safetensors").mkdir()
+    return weights_plan(tmp, tmp / "weights.safetensors")
+
+
 @case("weights: truncated file", 6, "")
 def _(tmp: Path, model: Path) -> Plan:
     data = model.read_bytes()
@@ -541,7 +547,7 @@ def _(tmp: Path, model: Path) -> Plan:
     return Plan([*args, "--device", "cpu", "--json", tmp / "r.json"], [tmp / "r.json"])
 
 
-@case("bench: empty dataset folder", 7, "")
+@case("bench: empty dataset folder", 7, "no blurry/sharp folder pairs")
 def _(tmp: Path, model: Path) -> Plan:
     (tmp / "void").mkdir()
     args = ["bench", "--dataset", "folder", "--root", tmp / "void", "--model", model]
@@ -551,6 +557,13 @@ def _(tmp: Path, model: Path) -> Plan:
 @case("train: missing data", 7, "no such folder")
 def _(tmp: Path, model: Path) -> Plan:
     args = ["train", "--data", f"dvd:{tmp / 'nope'}", "-o", tmp / "run", "--preset", "tiny"]
+    return Plan([*args, "--steps", "1", "-q"], [tmp / "run"])
+
+
+@case("train: empty data folder", 7, "no blurry/sharp folder pairs")
+def _(tmp: Path, model: Path) -> Plan:
+    (tmp / "void").mkdir()
+    args = ["train", "--data", f"folder:{tmp / 'void'}", "-o", tmp / "run", "--preset", "tiny"]
     return Plan([*args, "--steps", "1", "-q"], [tmp / "run"])
 
 
@@ -620,11 +633,11 @@ def test_8k_frame_tiles_automatically_under_a_memory_cap(tmp_path, tiny_model_pa
     Untiled, the network's activations alone need ~3.2 GB on top of torch: the control run (tiling
     off) must fail with the one-line out-of-memory error; the normal run must tile and succeed.
     """
-    yy, xx = np.mgrid[0:4320, 0:7680]
-    gray = (128 + 60 * np.sin(xx / 9.0) * np.cos(yy / 7.0)).astype(np.uint8)
+    waves = np.outer(np.cos(np.arange(4320) / 7.0), np.sin(np.arange(7680) / 9.0))
+    gray = (128 + 60 * waves).astype(np.uint8)
     (tmp_path / "in").mkdir()
     cv2.imwrite(str(tmp_path / "in" / "f1.png"), gray, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    del yy, xx
+    del waves
     args = [
         "frames",
         str(tmp_path / "in"),
@@ -715,7 +728,7 @@ def test_random_and_mutated_bytes_never_crash_or_hang(
     options = model_options(tiny_model_path) + FAST_ENCODE
 
     @settings(
-        max_examples=25,
+        max_examples=40,
         deadline=10_000,
         derandomize=True,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
