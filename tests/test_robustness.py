@@ -408,7 +408,7 @@ def _(tmp: Path, model: Path) -> Plan:
     return weights_plan(tmp, tmp / "weights.safetensors")
 
 
-@case("weights: truncated file", 6, "")
+@case("weights: truncated file", 6, "cut.safetensors")
 def _(tmp: Path, model: Path) -> Plan:
     data = model.read_bytes()
     (tmp / "cut.safetensors").write_bytes(data[: len(data) // 2])
@@ -731,6 +731,7 @@ def test_random_and_mutated_bytes_never_crash_or_hang(
         max_examples=40,
         deadline=10_000,
         derandomize=True,
+        database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
     @given(data=video_bytes(seed_clips))
