@@ -198,6 +198,8 @@ def network_rows(args: argparse.Namespace) -> list[Row]:
             for name, build in variants(model, args.compile).items():
                 if skipped(name, config, height * width, args.full):
                     continue
+                if args.variants and not any(v in name for v in args.variants.split(",")):
+                    continue
                 # The ceiling right before each variant: the same contention as the variant sees.
                 bf16, fp32 = matmul_gflops(torch.bfloat16, 2048), matmul_gflops(torch.float32, 2048)
                 run = build()
@@ -433,6 +435,7 @@ def main() -> None:
     parser.add_argument("--sizes", default=",".join(SIZES))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    parser.add_argument("--variants", help="comma-separated name fragments to run (default: all)")
     parser.add_argument("--e2e-frames", type=int, default=24)
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
