@@ -176,6 +176,7 @@ def measure(
     while len(calls) < repeats and (not calls or sum(w for w, _ in calls) < budget_s):
         calls.append(timed(lambda: run(x)))
     walls = [w for w, _ in calls]
+    print(f"    first call (warm-up, compile if any) {first[0]:.1f} s", flush=True)
     return min(walls), statistics.median(walls), min(c for _, c in calls)
 
 
