@@ -420,6 +420,11 @@ def print_memory(report: dict) -> None:
     print(
         f"  1920x1080 default settings: peak RSS {hd['peak'] / 2**30:.2f} GiB, tiles {hd['tiles']}"
     )
+    video = report["1080p_video"]
+    print(
+        f"  1920x1080 deblur_video (decode + engine + encode, {video['frames']} frames): "
+        f"peak RSS {video['peak'] / 2**30:.2f} GiB"
+    )
     a, b = report["stream_100"]["peak"], report["stream_1000"]["peak"]
     print(
         f"  streamed clip (fast config, 160x96): 100 frames {a / 2**20:.0f} MiB, "
