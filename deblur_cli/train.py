@@ -208,7 +208,6 @@ class Trainer:
     def __init__(self, options: TrainOptions, resume: bool = False) -> None:
         self.options = options
         self.out = Path(options.out_dir)
-        self.out.mkdir(parents=True, exist_ok=True)
         self.rank, self.world_size = world()
         torch.manual_seed(options.seed)
         self.generator = self._build_generator()
@@ -241,6 +240,7 @@ class Trainer:
         )
         self.g = self._distribute(self.generator)
         self.d = self._distribute(self.discriminator) if self.discriminator else None
+        self.out.mkdir(parents=True, exist_ok=True)  # only once the data has been found
 
     def _build_generator(self) -> DBLRNet:
         if self.options.init:
@@ -411,19 +411,23 @@ class Trainer:
             self.log({"step": 0, **self.validate(), "lr": options.lr})
         last_ckpt = time.monotonic()
         window_start, window_steps = time.monotonic(), 0
+        sums: dict[str, float] = {}  # losses summed since the last log line
         for blurry, sharp in self.batches():
             losses = step_fn(blurry, sharp)
             self.state.step += 1
             window_steps += 1
             step = self.state.step
+            for name, value in losses.items():
+                sums[name] = sums.get(name, 0.0) + value
             if progress:
                 progress(step, options.steps, losses)
             if step % options.log_every == 0:
-                elapsed = time.monotonic() - window_start
-                rate = window_steps / max(elapsed, 1e-9)
-                self.log({"step": step, **losses, "lr": self.opt.param_groups[0]["lr"],
+                # Mean over the window: single-batch losses swing with each batch's blur.
+                means = {name: total / window_steps for name, total in sums.items()}
+                rate = window_steps / max(time.monotonic() - window_start, 1e-9)
+                self.log({"step": step, **means, "lr": self.opt.param_groups[0]["lr"],
                           "steps_per_s": rate, "samples_per_s": rate * options.batch})  # fmt: skip
-                window_start, window_steps = time.monotonic(), 0
+                window_start, window_steps, sums = time.monotonic(), 0, {}
             if self.val is not None and (step % options.val_every == 0 or step == options.steps):
                 metrics = self.validate()
                 self._after_validation(metrics)
