@@ -153,7 +153,7 @@ class InferenceNet(nn.Module):
             plain = F.relu(F.conv2d(probe, self.weights[0], self.biases[0], padding=1))
             if not torch.allclose(fused.float(), plain.float(), atol=1e-2, rtol=1e-2):
                 return False
-        except (RuntimeError, NotImplementedError, AttributeError):
+        except (RuntimeError, NotImplementedError, AttributeError, TypeError):
             return False
         self._packed = packed
         return True
