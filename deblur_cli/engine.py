@@ -30,11 +30,14 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Peak memory while one window runs, per pixel, in units of (2 * head_width + width) channels of
 # the compute dtype: the head's two wide maps alive together plus the long skip. MEASURED, not
 # guessed: benchmarks/speed.py fits the RSS high-water mark of fresh processes over 256^2..768^2
-# frames (paper config): 1167 B/pixel in bf16 (factor 1.01), 2262 B/pixel in fp32 (factor 0.98).
+# frames (paper config): 1135-1167 B/pixel in bf16 (factor 0.99-1.01), 2258-2262 B/pixel in fp32
+# (factor 0.98), in two runs; see benchmarks/RESULTS.md.
 PEAK_LIVE_CHANNELS_FACTOR = 1.02
 # Activation budget per batch. Torch, the model and the process take ~0.3 GiB, so a 1080p frame
 # (two tiles in bf16) peaks near 1.5 GiB, under the 2 GiB target; 720p runs untiled in bf16.
 DEFAULT_MEMORY_BUDGET = 1280 * 2**20
+# On CUDA the activations live in device memory: the default budget is this share of it instead.
+CUDA_MEMORY_SHARE = 0.4
 # Frames run eagerly before torch.compile kicks in (when asked for): a clip shorter than this
 # never pays the compile time; a long one repays it.
 COMPILE_AFTER_FRAMES = 64
@@ -358,6 +361,9 @@ class Deblurrer(Generic[Payload]):
         self.dtype = DTYPES[self.precision]
         self.batch_size = batch_size or (4 if self.device.type == "cuda" else 1)
         self.memory_budget = memory_budget
+        if self.device.type == "cuda" and memory_budget == DEFAULT_MEMORY_BUDGET:
+            total = torch.cuda.get_device_properties(self.device).total_memory
+            self.memory_budget = int(CUDA_MEMORY_SHARE * total)
         self.tile = tile
         if threads:
             torch.set_num_threads(threads)
