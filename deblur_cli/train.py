@@ -29,6 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from deblur_cli.datasets import WindowDataset, find_sequences
+from deblur_cli.distributed import current_launch, init_process_group
 from deblur_cli.engine import channels_last, cpu_has_native_bf16
 from deblur_cli.errors import DatasetError, DeblurError
 from deblur_cli.metrics import psnr, ssim
@@ -173,10 +174,9 @@ def fixed_validation_windows(
 
 def world() -> tuple[int, int]:
     """(rank, world size); starts the process group when launched by torchrun."""
-    size = int(os.environ.get("WORLD_SIZE", "1"))
-    if size > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return (dist.get_rank(), size) if size > 1 else (0, 1)
+    launch = current_launch()
+    init_process_group(launch)
+    return launch.rank, launch.world_size
 
 
 def autocast(precision: str) -> contextlib.AbstractContextManager:

@@ -9,6 +9,13 @@ import click
 from deblur_cli.api import deblur_video, plan_video_jobs
 from deblur_cli.commands.options import engine_options, make_engine
 from deblur_cli.commands.progress import Feedback
+from deblur_cli.distributed import (
+    barrier,
+    current_launch,
+    init_process_group,
+    shard,
+    threads_per_process,
+)
 
 
 @click.command("video")
@@ -52,9 +59,18 @@ def video_command(
     quiet: bool,
     **engine: object,
 ) -> None:
-    """Deblur video files: same frames, timestamps, audio, colour tags and rotation."""
+    """Deblur video files: same frames, timestamps, audio, colour tags and rotation.
+
+    Under ``torchrun --nproc-per-node N`` the files are split across the N processes.
+    """
     jobs = plan_video_jobs(inputs, output, overwrite)
-    deblurrer = make_engine(**engine)
+    launch = current_launch()
+    if launch.distributed:
+        init_process_group(launch)
+        jobs = shard(jobs, launch)
+        if engine.get("threads") is None:
+            engine["threads"] = threads_per_process(launch)
+    deblurrer = make_engine(**engine)  # type: ignore[arg-type]
     feedback = Feedback(quiet)
     for source, destination in jobs:
         with feedback.task(source.name) as progress:
@@ -74,3 +90,4 @@ def video_command(
                 progress=progress,
             )
         feedback.report(summary)
+    barrier(launch)
