@@ -78,6 +78,7 @@ class TrainOptions:
     seed: int = 0
     workers: int = 0
     precision: str = "auto"  # auto: bf16 autocast on CPUs with native bf16
+    reset_lr: bool = False  # on --resume: use ``lr`` instead of the checkpoint's learning rate
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -287,6 +288,9 @@ class Trainer:
         self.generator.load_state_dict(payload["generator"])
         self.opt.load_state_dict(payload["optimizer"])
         self.schedule.load_state_dict(payload["schedule"])
+        if self.options.reset_lr:  # e.g. a run that proved unstable continues at a lower rate
+            for group in self.opt.param_groups:
+                group["lr"] = self.options.lr
         if self.discriminator is not None and self.opt_d is not None:
             self.discriminator.load_state_dict(payload["discriminator"])
             self.opt_d.load_state_dict(payload["optimizer_d"])

@@ -98,6 +98,11 @@ def default(name: str) -> object:
     show_default=True,
     help="auto: bf16 autocast on CPUs with native bf16.",
 )
+@click.option(
+    "--reset-lr",
+    is_flag=True,
+    help="With --resume: continue at --lr instead of the checkpoint's learning rate.",
+)
 @click.option("--resume", is_flag=True, help="Continue from OUT/resume.pt (same options).")
 @click.option("--quiet", "-q", is_flag=True)
 def train_command(
