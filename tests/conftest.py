@@ -195,3 +195,15 @@ def clip_factory(tmp_path: Path) -> Callable[..., Path]:
         return make_clip(tmp_path / name, **options)
 
     return factory
+
+
+def make_audio_only(path: Path) -> Path:
+    """A container with one AAC audio frame and no video stream."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=48000)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), "fltp", "mono")
+        frame.sample_rate, frame.pts = 48000, 0
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path

@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import make_clip, read_clip
+from conftest import make_audio_only, make_clip, read_clip
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
@@ -248,17 +248,7 @@ def _(tmp: Path, model: Path) -> Plan:
 
 @case("video: audio but no video stream", 4, "no video stream")
 def _(tmp: Path, model: Path) -> Plan:
-    import av
-
-    path = tmp / "sound.m4a"
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("aac", rate=48000)
-        stream.layout = "mono"
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), "fltp", "mono")
-        frame.sample_rate, frame.pts = 48000, 0
-        container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-    return video_plan(path, model)
+    return video_plan(make_audio_only(tmp / "sound.m4a"), model)
 
 
 def short_clip_case(frames: int) -> None:

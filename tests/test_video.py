@@ -12,11 +12,10 @@ import tracemalloc
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import make_clip, read_clip
+from conftest import make_audio_only, make_clip, read_clip
 
 from deblur_cli.api import deblur_video
 from deblur_cli.color import luma_to_unit, unit_to_luma
@@ -186,17 +185,6 @@ def test_corrupt_middle_keeps_the_good_part_or_fails_under_strict(tmp_path, mode
     assert not strict_out.exists() and leftovers(tmp_path) == []
 
 
-def _audio_only(path: Path) -> Path:
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("aac", rate=48000)
-        stream.layout = "mono"
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), "fltp", "mono")
-        frame.sample_rate, frame.pts = 48000, 0
-        container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-    return path
-
-
 @pytest.mark.parametrize(
     ("case", "code", "message"),
     [
@@ -228,7 +216,7 @@ def test_user_errors_are_one_line_and_leave_nothing(tmp_path, model_args, case, 
         args = [tmp_path / "cut.mp4"]
         args[0].write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])
     elif case == "audio_only":
-        args = [_audio_only(tmp_path / "sound.m4a")]
+        args = [make_audio_only(tmp_path / "sound.m4a")]
     elif case == "exists":
         (tmp_path / "clip_deblurred.mp4").write_bytes(b"keep me")
     elif case == "same":
