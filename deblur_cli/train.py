@@ -14,8 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -28,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from deblur_cli.atomic import replaced_file
 from deblur_cli.datasets import WindowDataset, find_sequences
 from deblur_cli.distributed import current_launch, init_process_group
 from deblur_cli.engine import channels_last, cpu_has_native_bf16
@@ -185,17 +184,6 @@ def autocast(precision: str) -> contextlib.AbstractContextManager:
     return torch.autocast("cpu", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
 
 
-def atomic_torch_save(obj: object, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def unwrap(module: nn.Module) -> nn.Module:
     return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
 
@@ -276,7 +264,8 @@ class Trainer:
         if self.discriminator is not None and self.opt_d is not None:
             payload["discriminator"] = self.discriminator.state_dict()
             payload["optimizer_d"] = self.opt_d.state_dict()
-        atomic_torch_save(payload, self.resume_path)
+        with replaced_file(self.resume_path) as tmp:
+            torch.save(payload, tmp)
 
     def _load_resume(self) -> None:
         if not self.resume_path.is_file():

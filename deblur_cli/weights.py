@@ -24,9 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -36,6 +34,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from deblur_cli.atomic import replaced_file
 from deblur_cli.errors import ModelError
 from deblur_cli.models import DBLRNet, DBLRNetConfig
 
@@ -233,13 +232,6 @@ def save_model(model: DBLRNet, path: Path, **info: str | int | float) -> Path:
         for k, v in model.state_dict().items()
     }
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with replaced_file(path) as tmp:
+        save_file(state, str(tmp), metadata=metadata)
     return path
