@@ -13,8 +13,9 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from deblur_cli.cli import main
+from deblur_cli.errors import DeblurError
 from deblur_cli.synth import bundled_sources, synthesize_dataset, write_dataset
-from deblur_cli.train import Trainer, TrainOptions
+from deblur_cli.train import Trainer, TrainOptions, charbonnier, recalibrate_batchnorm
 from deblur_cli.weights import load_model
 
 
@@ -112,3 +113,38 @@ def test_two_process_ddp_with_gloo(dataset: Path, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert (out / "last.safetensors").is_file()
     assert (out / "metrics.jsonl").is_file()
+
+
+def test_precise_batchnorm_is_the_plain_average_of_batch_statistics() -> None:
+    norm = torch.nn.BatchNorm2d(3, momentum=0.1)
+    batches = [torch.randn(4, 3, 5, 5) * scale + shift for scale, shift in ((1, 0), (3, 2))]
+    recalibrate_batchnorm(norm, batches)
+    expected_mean = torch.stack([b.mean(dim=(0, 2, 3)) for b in batches]).mean(0)
+    expected_var = torch.stack([b.var(dim=(0, 2, 3), unbiased=True) for b in batches]).mean(0)
+    assert torch.allclose(norm.running_mean, expected_mean, atol=1e-6)
+    assert torch.allclose(norm.running_var, expected_var, atol=1e-5)
+    assert norm.momentum == 0.1  # the training setting is restored
+
+
+def test_charbonnier_is_a_smooth_l1() -> None:
+    x = torch.zeros(2, 8, 8)
+    assert charbonnier(x, x).item() == pytest.approx(1e-3)
+    assert charbonnier(x + 0.5, x).item() == pytest.approx(0.5, rel=1e-5)
+    with pytest.raises(DeblurError, match="--loss"):
+        TrainOptions(out_dir="x", train_data=[], loss="l2")
+
+
+def test_release_model_is_the_weight_average_with_recomputed_statistics(
+    dataset: Path, tmp_path: Path
+) -> None:
+    raw = Trainer(options(dataset, tmp_path / "raw", steps=6, ema_decay=0.0, bn_calibration=0))
+    raw.run()
+    exported = load_file(str(tmp_path / "raw" / "last.safetensors"))
+    assert all(torch.equal(v, exported[k]) for k, v in raw.generator.state_dict().items())
+
+    averaged = Trainer(options(dataset, tmp_path / "avg", steps=6, loss="charbonnier"))
+    averaged.run()
+    release = averaged.release_model().state_dict()
+    weights = averaged.generator.state_dict()
+    assert not torch.equal(release["l35.weight"], weights["l35.weight"])  # averaged weights
+    assert not torch.equal(release["bn31.running_mean"], weights["bn31.running_mean"])

@@ -68,6 +68,27 @@ def default(name: str) -> object:
 @click.option("--batch", type=click.IntRange(1), default=default("batch"), show_default=True)
 @click.option("--crop", type=click.IntRange(16), default=default("crop"), show_default=True)
 @click.option("--lr", type=float, default=None, help="Default 1e-4 (content) or 1e-5 (gan).")
+@click.option(
+    "--loss",
+    type=click.Choice(["mse", "charbonnier"]),
+    default=default("loss"),
+    show_default=True,
+    help="Pixel loss: mse as in the paper, or charbonnier (smooth L1).",
+)
+@click.option(
+    "--ema-decay",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=default("ema_decay"),
+    show_default=True,
+    help="Validate and export a moving average of the weights (0: off).",
+)
+@click.option(
+    "--bn-calibration",
+    type=click.IntRange(0),
+    default=default("bn_calibration"),
+    show_default=True,
+    help="Training batches to recompute BatchNorm statistics on before validation/export.",
+)
 @click.option("--lr-min", type=float, default=default("lr_min"), show_default=True)
 @click.option(
     "--alpha",
