@@ -80,7 +80,11 @@ class TrainOptions:
     alpha: float = 2e-4  # weight of the adversarial loss (GAN stage)
     lr_d: float = 1e-5
     d_width: float = 0.5  # discriminator width scale (1.0 = the paper's 64..512)
-    early_stop: int = 2  # GAN: stop after this many validations below the best PSNR
+    # GAN: the adversarial loss trades PSNR for sharpness. ``best.safetensors`` is the latest
+    # validated generator within this many dB of the starting (content-stage) PSNR, and training
+    # stops after ``early_stop`` validations in a row further below.
+    gan_tolerance: float = 0.3
+    early_stop: int = 2
     val_every: int = 500
     val_windows: int = 32
     val_crop: int = 256
@@ -124,6 +128,7 @@ class TrainOptions:
 class TrainState:
     step: int = 0
     best_psnr: float = -math.inf
+    start_psnr: float = math.nan  # validation PSNR at step 0 (the GAN stage's reference)
     bad_validations: int = 0
     stopped_early: bool = False
 
@@ -453,6 +458,9 @@ class Trainer:
             tensor = torch.tensor([value], dtype=torch.float64)
             dist.broadcast(tensor, 0)
             value = float(tensor.item())
+        if self.options.stage == "gan":
+            self._after_gan_validation(value, model)
+            return
         self.schedule.step(value)
         if value > self.state.best_psnr:
             self.state.best_psnr, self.state.bad_validations = value, 0
@@ -460,11 +468,18 @@ class Trainer:
                 self.export("best.safetensors", model)
         else:
             self.state.bad_validations += 1
-            if (
-                self.options.stage == "gan"
-                and self.state.bad_validations >= self.options.early_stop
-            ):
-                self.state.stopped_early = True
+
+    def _after_gan_validation(self, value: float, model: DBLRNet) -> None:
+        """Keep the most adversarially trained generator whose PSNR is still within tolerance."""
+        self.state.best_psnr = max(self.state.best_psnr, value)
+        floor = self.state.start_psnr - self.options.gan_tolerance
+        if math.isnan(floor) or value >= floor:
+            self.state.bad_validations = 0
+            if self.rank == 0:
+                self.export("best.safetensors", model)
+            return
+        self.state.bad_validations += 1
+        self.state.stopped_early = self.state.bad_validations >= self.options.early_stop
 
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         sampler = StepBatches(
@@ -483,7 +498,9 @@ class Trainer:
         options = self.options
         step_fn = self.gan_step if options.stage == "gan" else self.content_step
         if self.val is not None and self.state.step == 0 and self.state.best_psnr == -math.inf:
-            self.log({"step": 0, **self.validate(self.release_model()), "lr": options.lr})
+            metrics = self.validate(self.release_model())
+            self.state.start_psnr = metrics["val_psnr"]
+            self.log({"step": 0, **metrics, "lr": options.lr})
         last_ckpt = time.monotonic()
         window_start, window_steps = time.monotonic(), 0
         sums: dict[str, float] = {}  # losses summed since the last log line

@@ -56,7 +56,9 @@ class ModelEntry:
 MODELS: dict[str, ModelEntry] = {
     "dblrnet": ModelEntry("dblrnet.safetensors", "DBLRNet, content loss (default)"),
     "dblrgan": ModelEntry("dblrgan.safetensors", "DBLRGAN, adversarial fine-tune of dblrnet"),
-    "dblrnet-fast": ModelEntry("dblrnet-fast.safetensors", "32-channel, 6-block CPU preset (~12x fewer FLOPs)"),
+    "dblrnet-fast": ModelEntry(
+        "dblrnet-fast.safetensors", "32-channel, 6-block CPU preset, ~12x fewer FLOPs"
+    ),
 }
 DEFAULT_MODEL = "dblrnet"
 

@@ -31,7 +31,7 @@ def options(dataset: Path, out: Path, **extra: object) -> TrainOptions:
     base = dict(
         out_dir=str(out), train_data=[f"dvd:{dataset}"], val_data=[f"dvd:{dataset}"],
         preset="tiny", batch=2, crop=32, val_every=5, log_every=5, val_windows=4, lr=1e-3,
-        precision="fp32",
+        precision="fp32", bn_calibration=2,
     )  # fmt: skip
     base.update(extra)
     return TrainOptions(**base)  # type: ignore[arg-type]
@@ -148,3 +148,18 @@ def test_release_model_is_the_weight_average_with_recomputed_statistics(
     weights = averaged.generator.state_dict()
     assert not torch.equal(release["l35.weight"], weights["l35.weight"])  # averaged weights
     assert not torch.equal(release["bn31.running_mean"], weights["bn31.running_mean"])
+
+
+def test_gan_stage_stops_when_psnr_falls_below_the_tolerance(dataset: Path, tmp_path: Path) -> None:
+    Trainer(options(dataset, tmp_path / "content", steps=2)).run()
+    init = str(tmp_path / "content" / "last.safetensors")
+    common = dict(stage="gan", init=init, steps=6, val_every=1, d_width=0.125, early_stop=2)
+    # A floor above any PSNR: two validations below it end the run at step 2, nothing is kept.
+    strict = Trainer(options(dataset, tmp_path / "strict", gan_tolerance=-1e3, **common))
+    assert strict.run().stopped_early and strict.state.step == 2
+    assert not (tmp_path / "strict" / "best.safetensors").exists()
+    # A floor below any PSNR: the run goes on and keeps the latest generator.
+    lenient = Trainer(options(dataset, tmp_path / "lenient", gan_tolerance=1e3, **common))
+    state = lenient.run()
+    assert not state.stopped_early and state.step == 6
+    assert load_model(str(tmp_path / "lenient" / "best.safetensors")) is not None

@@ -98,6 +98,13 @@ def default(name: str) -> object:
     help="Weight of the adversarial loss in the GAN stage.",
 )
 @click.option(
+    "--gan-tolerance",
+    type=float,
+    default=default("gan_tolerance"),
+    show_default=True,
+    help="GAN stage: keep the latest generator within this many dB of the starting PSNR.",
+)
+@click.option(
     "--val-every", type=click.IntRange(1), default=default("val_every"), show_default=True
 )
 @click.option(
