@@ -66,7 +66,7 @@ def main(steps: int, data: Path) -> None:
         resume = (OUT / arch / "resume.pt").is_file()
         state = train(options(arch, steps), resume=resume)
         click.echo(f"{arch}: trained to step {state.step}", err=True)
-    engines = {arch: Deblurrer(load_model(OUT / arch / "last.safetensors")) for arch in ARCHES}
+    engines = {arch: Deblurrer(load_model(str(OUT / arch / "last.safetensors"))) for arch in ARCHES}
     table = validation_table(data, {"input": None, **engines})
     (OUT / "ABLATION.json").write_text(json.dumps({"steps": steps, **table}, indent=2) + "\n")
     (OUT / "ABLATION.md").write_text(markdown(table, steps))

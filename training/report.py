@@ -85,7 +85,8 @@ def markdown(table: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def training_curve(metrics: Path, out: Path) -> None:
+def training_curve(metrics: Path, out: Path, marks: dict[int, str] | None = None) -> None:
+    """Loss (left) and validation PSNR (right) against step; ``marks`` label recipe changes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -99,7 +100,12 @@ def training_curve(metrics: Path, out: Path) -> None:
     kernel = np.ones(min(10, len(values))) / min(10, len(values))
     left.plot(steps, values, alpha=0.3, label="loss")
     left.plot(steps[len(kernel) - 1 :], np.convolve(values, kernel, "valid"), label="smoothed")
-    left.set(xlabel="step", ylabel="MSE", yscale="log", title="training loss")
+    left.set(xlabel="step", ylabel="loss", yscale="log", title="training loss")
+    for axis in (left, right):
+        for step, label in (marks or {}).items():
+            axis.axvline(step, color="gray", linewidth=0.8, linestyle=":")
+            axis.annotate(label, (step, 1.0), xycoords=("data", "axes fraction"), fontsize=7,
+                          rotation=90, va="top", ha="right")  # fmt: skip
     left.legend()
     steps, psnr, base = zip(*vals, strict=True)
     right.plot(steps, psnr, marker="o", label="DBLRNet")
@@ -164,13 +170,18 @@ def before_after(engines: dict[str, Deblurrer], data: Path, out: Path) -> list[P
 @click.option("--model", "models", multiple=True, required=True, metavar="NAME=PATH")
 @click.option("--data", type=click.Path(path_type=Path), default=Path("data"))
 @click.option("--curve", type=click.Path(path_type=Path), default=None)
+@click.option("--mark", "marks", multiple=True, metavar="STEP:LABEL", help="Annotate the curve.")
 @click.option("--skip-table", is_flag=True)
-def main(models: tuple[str, ...], data: Path, curve: Path | None, skip_table: bool) -> None:
+def main(
+    models: tuple[str, ...], data: Path, curve: Path | None, marks: tuple[str, ...],
+    skip_table: bool,
+) -> None:  # fmt: skip
     engines = {
         name: Deblurrer(load_model(path)) for name, path in (m.split("=", 1) for m in models)
     }
     if curve:
-        training_curve(curve, Path("docs/training_curve.png"))
+        labels = {int(m.split(":", 1)[0]): m.split(":", 1)[1] for m in marks}
+        training_curve(curve, Path("docs/training_curve.png"), labels)
     for path in before_after(engines, data, Path("docs/before_after")):
         print(f"wrote {path}", file=sys.stderr)
     if skip_table:
