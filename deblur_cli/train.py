@@ -360,16 +360,10 @@ class Trainer:
         """The network as validated and exported: a copy of the averaged weights (when on),
         with BatchNorm statistics recomputed on a fixed set of training batches (when on)."""
         model = copy.deepcopy(self.ema if self.ema is not None else self.generator)
-        if self.options.bn_calibration > 0:
-            sampler = StepBatches(
-                len(self.train_set), self.options.batch, self.options.seed + CALIBRATION_SEED,
-                0, self.options.bn_calibration, 0,
-            )  # fmt: skip
-            loader = DataLoader(SeededWindows(self.train_set), batch_sampler=sampler)
-            with autocast(self.options.precision):
-                recalibrate_batchnorm(
-                    model, (b.contiguous(memory_format=torch.channels_last_3d) for b, _ in loader)
-                )
+        options = self.options
+        if options.bn_calibration > 0:
+            calibrate(model, self.train_set, options.bn_calibration, options.batch, options.seed,
+                      options.precision)  # fmt: skip
         return model.eval()
 
     # ------------------------------------------------------------ steps
@@ -540,15 +534,42 @@ class Trainer:
         return self.state
 
 
-def export_checkpoint(checkpoint: Path, output: Path) -> Path:
-    """Turn a resume checkpoint into a weights file that ``deblur video --model`` loads.
+def calibrate(
+    model: DBLRNet, windows: WindowDataset, batches: int, batch: int, seed: int, precision: str
+) -> None:
+    """Recompute ``model``'s BatchNorm statistics on a fixed set of training batches."""
+    sampler = StepBatches(len(windows), batch, seed + CALIBRATION_SEED, 0, batches, 0)
+    loader = DataLoader(SeededWindows(windows), batch_sampler=sampler)
+    with autocast(precision):
+        recalibrate_batchnorm(
+            model, (b.contiguous(memory_format=torch.channels_last_3d) for b, _ in loader)
+        )
 
-    Takes the averaged weights when the run kept them. BatchNorm statistics are the stored
-    running averages (recalibrating needs the training data: ``deblur train`` does it)."""
-    payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    model = DBLRNet(DBLRNetConfig.from_json(payload["config"]))
-    model.load_state_dict(payload.get("ema", payload["generator"]))
-    return save_model(model, output, step=payload["state"]["step"])
+
+def export_checkpoint(
+    checkpoint: Path, output: Path, calibrate_on: list[str] | None = None, batches: int = 32,
+    batch: int = 8, crop: int = 64,
+) -> Path:  # fmt: skip
+    """Turn a resume checkpoint (or a weights file) into a weights file for ``--model``.
+
+    Takes the averaged weights when the run kept them. With ``calibrate_on`` (``layout:path``
+    training data), BatchNorm statistics are recomputed over ``batches`` batches of ``batch``
+    windows cropped to ``crop``, as ``deblur train`` does before it exports."""
+    info: dict[str, int | str] = {"stage": "content"}
+    if checkpoint.suffix == ".safetensors":
+        model = load_model(str(checkpoint))
+    else:
+        payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        model = DBLRNet(DBLRNetConfig.from_json(payload["config"]))
+        model.load_state_dict(payload.get("ema", payload["generator"]))
+        options = json.loads(payload["options"])
+        info = {"stage": options["stage"], "step": payload["state"]["step"]}
+    if calibrate_on:
+        windows = WindowDataset(
+            parse_sources(calibrate_on), frames=model.config.frames, crop=crop, cache=True
+        )
+        calibrate(model, windows, batches, batch, seed=0, precision="auto")
+    return save_model(model.eval(), output, **info)
 
 
 def train(

@@ -97,6 +97,15 @@ def test_cli_train_then_export_then_load(dataset: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["export", str(out / "resume.pt"), "-o", str(exported)])
     assert result.exit_code == 0, result.output
     assert load_model(str(exported)).config.width == 8
+    # A weights file re-exported with its BatchNorm statistics recomputed on the data.
+    calibrated = tmp_path / "calibrated.safetensors"
+    args = ["export", str(exported), "-o", str(calibrated), "--calibrate-on", f"dvd:{dataset}",
+            "--batches", "2"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    before, after = load_file(str(exported)), load_file(str(calibrated))
+    assert torch.equal(before["l35.weight"], after["l35.weight"])
+    assert not torch.equal(before["bn31.running_var"], after["bn31.running_var"])
 
 
 def test_two_process_ddp_with_gloo(dataset: Path, tmp_path: Path) -> None:

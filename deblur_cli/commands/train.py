@@ -178,7 +178,17 @@ def train_command(
     type=click.Path(path_type=Path),
     help="Weights file to write (.safetensors), loadable with --model PATH.",
 )
-def export_command(checkpoint: Path, output: Path) -> None:
-    """Turn a training checkpoint (resume.pt) into a weights file."""
-    path = export_checkpoint(checkpoint, output)
+@click.option(
+    "--calibrate-on",
+    "calibrate_on",
+    multiple=True,
+    metavar="LAYOUT:PATH",
+    help="Recompute BatchNorm statistics on this training data (as training does on export).",
+)
+@click.option("--batches", type=click.IntRange(1), default=32, show_default=True)
+def export_command(
+    checkpoint: Path, output: Path, calibrate_on: tuple[str, ...], batches: int
+) -> None:
+    """Turn a training checkpoint (resume.pt) or a weights file into a weights file."""
+    path = export_checkpoint(checkpoint, output, list(calibrate_on), batches)
     click.echo(f"wrote {path}", err=True)
