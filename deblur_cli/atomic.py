@@ -15,6 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def current_umask() -> int:
+    """The process umask (reading it means setting it, so set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def replaced_file(final: Path) -> Iterator[Path]:
     """Yield a temporary sibling of ``final``; it replaces ``final`` only if the block succeeds."""
@@ -24,6 +31,7 @@ def replaced_file(final: Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; give the usual mode
         os.replace(tmp, final)
     finally:
         with contextlib.suppress(FileNotFoundError):

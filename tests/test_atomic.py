@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -34,3 +36,13 @@ def test_replaced_folder_swaps_the_whole_folder_only_on_success(tmp_path: Path) 
         (tmp / "a.txt").write_text("done")
     assert [p.name for p in final.iterdir()] == ["a.txt"]
     assert list(staging.iterdir()) == []
+
+
+def test_replaced_file_gets_the_usual_permissions(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        with replaced_file(tmp_path / "weights.safetensors") as tmp:
+            tmp.write_bytes(b"x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "weights.safetensors").stat().st_mode) == 0o644
