@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from safetensors import safe_open
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -555,9 +556,11 @@ def export_checkpoint(
     Takes the averaged weights when the run kept them. With ``calibrate_on`` (``layout:path``
     training data), BatchNorm statistics are recomputed over ``batches`` batches of ``batch``
     windows cropped to ``crop``, as ``deblur train`` does before it exports."""
-    info: dict[str, int | str] = {"stage": "content"}
     if checkpoint.suffix == ".safetensors":
         model = load_model(str(checkpoint))
+        with safe_open(str(checkpoint), "pt") as handle:  # keep what the file says of itself
+            stored = handle.metadata() or {}
+        info: dict[str, int | str] = {k: stored[k] for k in ("stage", "step") if k in stored}
     else:
         payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
         model = DBLRNet(DBLRNetConfig.from_json(payload["config"]))
