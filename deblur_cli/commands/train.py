@@ -89,6 +89,13 @@ def default(name: str) -> object:
     show_default=True,
     help="Training batches to recompute BatchNorm statistics on before validation/export.",
 )
+@click.option(
+    "--neighbour-augment/--no-neighbour-augment",
+    default=default("neighbour_augment"),
+    show_default=True,
+    help="Now and then cut, repeat or warp a window's neighbours, so the network does not "
+    "ghost when real neighbours disagree with the centre frame.",
+)
 @click.option("--lr-min", type=float, default=default("lr_min"), show_default=True)
 @click.option(
     "--alpha",
