@@ -22,7 +22,7 @@ import numpy as np
 from deblur_cli.bench import luma8, read_unit_rgb, run_bench
 from deblur_cli.datasets import dvd_sequences, load_luma
 from deblur_cli.engine import Deblurrer
-from deblur_cli.metrics import gradient_magnitude, mean_abs_change
+from deblur_cli.metrics import gradient_magnitude, mean_abs_change, psnr
 from deblur_cli.weights import load_model
 
 VAL_SETS = {
@@ -58,6 +58,41 @@ def validation_table(data: Path, engines: dict[str, Deblurrer | None]) -> dict[s
         table[name] = rows
         print(f"{name}: done", file=sys.stderr, flush=True)
     return table
+
+
+# Per-frame blur length (meta.json "blur_px", px in the 256x256 frame) buckets for blur_table.
+BLUR_BUCKETS = ((0.0, 3.0), (3.0, 8.0), (8.0, 16.0), (16.0, 64.0))
+
+
+def frame_gains(data: Path, engine: Deblurrer) -> list[tuple[float, float]]:
+    """(blur length, PSNR gain on 8-bit Y) of every frame: where the model helps and where not."""
+    gains = []
+    for sequence in dvd_sequences(data, split="all"):
+        meta = json.loads((sequence.blurry[0].parent.parent / "meta.json").read_text())
+        blurry = [load_luma(p) for p in sequence.blurry]
+        sharp = [np.rint(load_luma(p) * 255) for p in sequence.sharp]
+        for k, restored in enumerate(restore_sequence(engine, blurry)):
+            before = psnr(np.rint(blurry[k] * 255), sharp[k])
+            after = psnr(np.clip(np.rint(restored * 255), 0, 255), sharp[k])
+            gains.append((float(meta["blur_px"][k]), after - before))
+    return gains
+
+
+def blur_table(data: Path, engines: dict[str, Deblurrer]) -> str:
+    """Markdown: mean Y PSNR gain per blur-length bucket, and the share of frames made worse."""
+    head = " | ".join(f"blur {lo:g}-{hi:g} px" for lo, hi in BLUR_BUCKETS)
+    lines = []
+    for name in VAL_SETS:
+        lines += [f"### {name}", "", f"| model | all | {head} | frames > 1 dB worse |"]
+        lines += ["|---" * (len(BLUR_BUCKETS) + 3) + "|"]
+        for model, engine in engines.items():
+            blur, gain = np.array(frame_gains(data / name, engine)).T
+            cells = [f"{gain[(blur >= lo) & (blur < hi)].mean():+.2f}" for lo, hi in BLUR_BUCKETS]
+            counts = [int(((blur >= lo) & (blur < hi)).sum()) for lo, hi in BLUR_BUCKETS]
+            worse = f"{np.mean(gain < -1.0):.1%}"
+            lines.append(f"| {model} | {gain.mean():+.2f} | {' | '.join(cells)} | {worse} |")
+        lines += [f"| frames | {len(blur)} | {' | '.join(map(str, counts))} | |", ""]
+    return "\n".join(lines)
 
 
 def markdown(table: dict[str, dict]) -> str:
@@ -188,8 +223,10 @@ def main(
         return
     table = validation_table(data, {"input": None, **engines})
     Path("training/VALIDATION.json").write_text(json.dumps(table, indent=2) + "\n")
-    Path("training/VALIDATION.md").write_text(markdown(table))
-    print(markdown(table))
+    by_blur = blur_table(data, engines)
+    text = markdown(table) + "\n## PSNR gain (Y, dB) by blur length of the frame\n\n" + by_blur
+    Path("training/VALIDATION.md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":
