@@ -350,16 +350,14 @@ class NeighbourAugment:
     """
 
     # Frames beyond a random cut on one side come from another clip (a scene cut).
-    cut_prob: float = 0.15
+    cut_prob: float = 0.1
     # Every neighbour is a copy of the centre frame (a paused or frame-repeating video).
     repeat_prob: float = 0.1
     # Each neighbour gets its own small random affine warp: motion the centre does not share.
-    # (0.3 / 3 px / 3 degrees / 3 % in a first 1,500-step fine-tune of the fast preset moved
-    # val_other from +0.11 to +0.16 dB, but still lost to a window of centre copies; stronger.)
-    warp_prob: float = 0.4
-    warp_shift_px: float = 6.0
-    warp_rotate_deg: float = 4.0
-    warp_scale: float = 0.04
+    warp_prob: float = 0.3
+    warp_shift_px: float = 3.0
+    warp_rotate_deg: float = 3.0
+    warp_scale: float = 0.03
 
 
 def random_affine(

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deblur_cli.models import DBLRNet, DBLRNetConfig, fold_batchnorm
+from deblur_cli.scenes import CutDetector
 
 Payload = TypeVar("Payload")
 
@@ -354,8 +355,10 @@ class Deblurrer(Generic[Payload]):
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
         compile: bool = False,
         threads: int | None = None,
+        split_at_cuts: bool = True,
     ) -> None:
         self.config = model.config
+        self.split_at_cuts = split_at_cuts
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.dtype = DTYPES[self.precision]
@@ -469,18 +472,29 @@ class Deblurrer(Generic[Payload]):
 
         Memory is bounded: only the last ``window`` planes and one batch are held, whatever the
         length of the stream. Edge frames are repeated, so a stream of n frames gives n outputs
-        (n = 1..4 included).
+        (n = 1..4 included). With ``split_at_cuts``, a scene cut is treated like an edge: no
+        window mixes frames from both sides of it.
         """
         radius = self.window // 2
         planes: dict[int, np.ndarray] = {}
         payloads: dict[int, Payload] = {}
+        scene_starts: set[int] = set()
+        detector = CutDetector()
         batch: list[int] = []
         count = 0
 
         def window_of(i: int, last: int) -> np.ndarray:
-            return np.stack(
-                [planes[min(max(j, 0), last)] for j in range(i - radius, i + radius + 1)]
-            )
+            first, final = max(i - radius, 0), min(i + radius, last)
+            for j in range(i, i - radius, -1):  # the nearest cut at or before i ...
+                if j in scene_starts:
+                    first = max(first, j)
+                    break
+            for j in range(i + 1, i + radius + 1):  # ... and after it bound the window
+                if j in scene_starts:
+                    final = min(final, j - 1)
+                    break
+            indices = range(i - radius, i + radius + 1)
+            return np.stack([planes[min(max(j, first), final)] for j in indices])
 
         def flush(last: int) -> Iterator[tuple[Payload, np.ndarray]]:
             restored = self.run_windows(np.stack([window_of(i, last) for i in batch]))
@@ -488,10 +502,13 @@ class Deblurrer(Generic[Payload]):
                 yield payloads.pop(i), plane
                 # Frames before i - radius + 1 are needed by no later window.
                 planes.pop(i - radius, None)
+                scene_starts.discard(i - radius)
             batch.clear()
 
         for payload, plane in frames:
             planes[count], payloads[count] = plane, payload
+            if self.split_at_cuts and detector.starts_scene(plane):
+                scene_starts.add(count)
             ready = count - radius
             if ready >= 0:
                 batch.append(ready)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import importlib.util
 import io
-import itertools
 import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -32,6 +31,7 @@ import cv2
 import numpy as np
 
 from deblur_cli.atomic import replaced_file, replaced_folder
+from deblur_cli.scenes import scene_segments
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -1170,26 +1170,6 @@ def write_dead_leaves(folder: Path, count: int, seed: int = 0, size: int = 768) 
 def clip_rng(seed: int, index: int) -> np.random.Generator:
     """Generator for clip ``index``: independent of how many clips are made in total."""
     return np.random.default_rng(np.random.SeedSequence([seed, index]))
-
-
-def scene_segments(frames: np.ndarray) -> list[tuple[int, int]]:
-    """Split a video [m,H,W,3] at scene cuts into [start, end) runs of continuous frames.
-
-    A cut is a jump in the mean absolute difference of 32x32 gray thumbnails far above the
-    clip's typical frame difference. Averaging or shaking across a cut would teach cross-fades.
-    """
-    thumbs = np.stack(
-        [
-            cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (32, 32), interpolation=cv2.INTER_AREA)
-            for f in frames
-        ]
-    ).astype(np.float32)
-    diffs = np.abs(np.diff(thumbs, axis=0)).mean(axis=(1, 2))
-    if diffs.size == 0:
-        return [(0, frames.shape[0])]
-    cuts = np.flatnonzero(diffs > max(25.0, 6.0 * float(np.median(diffs)))) + 1
-    bounds = [0, *cuts.tolist(), frames.shape[0]]
-    return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
 
 
 @lru_cache(maxsize=64)

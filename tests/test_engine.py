@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -21,8 +22,47 @@ class CentreProbe(DBLRNet):
         return (x[:, 0] * self.weights[None, :, None, None]).sum(1, keepdim=True)
 
 
-def probe_engine(frames: int, batch_size: int) -> Deblurrer:
-    return Deblurrer(CentreProbe(frames), device="cpu", precision="fp32", batch_size=batch_size)
+def probe_engine(frames: int, batch_size: int, split_at_cuts: bool = False) -> Deblurrer:
+    """Constant planes 0, 1, 2... jump like cuts, so cut splitting is off unless asked for."""
+    return Deblurrer(
+        CentreProbe(frames), "cpu", "fp32", batch_size=batch_size, split_at_cuts=split_at_cuts
+    )
+
+
+def two_scenes(per_scene: int = 6) -> list[np.ndarray]:
+    """A textured scene panning slowly, then a different one: one cut, before frame per_scene."""
+    smooth = cv2.GaussianBlur(np.random.default_rng(0).random((64, 96), np.float32), (0, 0), 6)
+    smooth = (smooth - smooth.min()) / (smooth.max() - smooth.min())
+    scenes = [smooth, 1.0 - smooth[::-1]]
+    return [np.roll(scene, k, axis=1) for scene in scenes for k in range(per_scene)]
+
+
+def windows_seen(engine: Deblurrer, planes: list[np.ndarray]) -> list[list[int]]:
+    """The frame indices of every window the engine ran, in order."""
+    seen: list[list[int]] = []
+    run = engine.run_windows
+
+    def recording(windows: np.ndarray) -> np.ndarray:
+        for window in windows:
+            seen.append(
+                [next(i for i, p in enumerate(planes) if np.array_equal(p, f)) for f in window]
+            )
+        return run(windows)
+
+    engine.run_windows = recording  # type: ignore[method-assign]
+    assert len(list(engine.stream(enumerate(planes)))) == len(planes)
+    return seen
+
+
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_stream_never_fuses_across_a_scene_cut(batch_size: int) -> None:
+    planes = two_scenes()
+    seen = windows_seen(probe_engine(5, batch_size, split_at_cuts=True), planes)
+    assert seen[4] == [2, 3, 4, 5, 5] and seen[5] == [3, 4, 5, 5, 5]
+    assert seen[6] == [6, 6, 6, 7, 8] and seen[7] == [6, 6, 7, 8, 9]
+    assert all(len({i // 6 for i in window}) == 1 for window in seen)
+    mixed = windows_seen(probe_engine(5, batch_size, split_at_cuts=False), planes)
+    assert mixed[5] == [3, 4, 5, 6, 7]
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 4, 5, 9])

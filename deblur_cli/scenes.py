@@ -1,0 +1,63 @@
+"""Scene cuts: where consecutive frames stop being views of the same scene.
+
+A window that straddles a cut shows the network two unrelated pictures. Synthesis must not blur
+across one (it would teach cross-fades), and inference must not fuse across one (the network
+would paste the other scene's edges into this one, as a window of a turning head already makes it
+do). Both use the same test, here.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+
+import cv2
+import numpy as np
+
+THUMBNAIL = 32
+# A cut: the mean absolute difference of consecutive 32x32 thumbnails (unit range) is above
+# this floor and this many times the typical (median) difference of the frames before it.
+CUT_MIN_DIFFERENCE = 25.0 / 255.0
+CUT_TYPICAL_FACTOR = 6.0
+# Frame differences remembered for the typical level when streaming.
+HISTORY = 64
+
+
+def thumbnail(plane: np.ndarray) -> np.ndarray:
+    """32x32 float32 thumbnail of a gray plane in unit range (area average: noise-robust)."""
+    return cv2.resize(
+        np.asarray(plane, np.float32), (THUMBNAIL, THUMBNAIL), interpolation=cv2.INTER_AREA
+    )
+
+
+class CutDetector:
+    """Feed planes in order; :meth:`starts_scene` says whether each one begins a new scene.
+
+    Streaming, so memory stays bounded: the typical difference is the median of the last
+    ``HISTORY`` differences that were not cuts.
+    """
+
+    def __init__(self) -> None:
+        self.previous: np.ndarray | None = None
+        self.recent: deque[float] = deque(maxlen=HISTORY)
+
+    def starts_scene(self, plane: np.ndarray) -> bool:
+        thumb = thumbnail(plane)
+        previous, self.previous = self.previous, thumb
+        if previous is None:
+            return False
+        difference = float(np.abs(thumb - previous).mean())
+        typical = float(np.median(self.recent)) if self.recent else 0.0
+        cut = difference > max(CUT_MIN_DIFFERENCE, CUT_TYPICAL_FACTOR * typical)
+        if not cut:
+            self.recent.append(difference)
+        return cut
+
+
+def scene_segments(frames: np.ndarray) -> list[tuple[int, int]]:
+    """Split an RGB uint8 video [m,H,W,3] at scene cuts into [start, end) runs of frames."""
+    detector = CutDetector()
+    gray = (cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) / np.float32(255) for f in frames)
+    cuts = [k for k, plane in enumerate(gray) if detector.starts_scene(plane) and k > 0]
+    bounds = [0, *cuts, frames.shape[0]]
+    return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
