@@ -61,6 +61,6 @@ def scene_segments(frames: np.ndarray) -> list[tuple[int, int]]:
     """Split an RGB uint8 video [m,H,W,3] at scene cuts into [start, end) runs of frames."""
     detector = CutDetector()
     gray = (cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) / np.float32(255) for f in frames)
-    cuts = [k for k, plane in enumerate(gray) if detector.starts_scene(plane) and k > 0]
+    cuts = [k for k, plane in enumerate(gray) if detector.starts_scene(plane)]
     bounds = [0, *cuts, frames.shape[0]]
     return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]

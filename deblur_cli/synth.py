@@ -1079,7 +1079,7 @@ def _leaf_colour(rng: np.random.Generator) -> np.ndarray:
 
 
 def _leaf_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """Zero-mean texture for one leaf: none, a grating (stripes, fabric) or band-limited noise."""
+    """Texture for one leaf: none, a grating (stripes, fabric) or band-limited noise."""
     kind = rng.choice(3, p=(0.4, 0.3, 0.3))
     if kind == 0:
         return np.zeros((h, w), np.float32)
@@ -1088,9 +1088,10 @@ def _leaf_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
         angle, period = rng.uniform(0, np.pi), rng.uniform(3.0, 40.0)
         phase = (xx * np.cos(angle) + yy * np.sin(angle)) * (2 * np.pi / period)
-        return (amplitude * np.sign(np.sin(phase)) ** rng.integers(0, 2) * np.sin(phase)).astype(
-            np.float32
-        )
+        wave = np.sin(phase)
+        if rng.integers(0, 2):  # half the gratings are rectified: bright bars on a base
+            wave = np.abs(wave)
+        return (amplitude * wave).astype(np.float32)
     noise = rng.standard_normal((h, w)).astype(np.float32)
     sigma = rng.uniform(0.5, 4.0)
     noise = cv2.GaussianBlur(noise, (0, 0), sigma)
