@@ -3,7 +3,9 @@
 Run from the repository root after training (needs data/ from training/make_data.py):
 
     python training/report.py --model dblrnet=weights/dblrnet.safetensors \
-        --model dblrgan=weights/dblrgan.safetensors [--curve training/dblrnet/metrics.jsonl]
+        --model dblrgan=weights/dblrgan.safetensors \
+        --curve training/dblrnet/metrics.jsonl:0:2750 \
+        --curve training/dblrnet-crop128/metrics.jsonl:2750
 
 Writes training/VALIDATION.md (+ .json), docs/training_curve.png and docs/before_after/*.png.
 Every number is computed here from the data and the weight files; nothing is typed in.
@@ -120,14 +122,34 @@ def markdown(table: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def training_curve(metrics: Path, out: Path, marks: dict[int, str] | None = None) -> None:
+def lineage_records(segments: list[str]) -> list[dict]:
+    """Join the runs one set of weights went through into a single curve.
+
+    Each segment is ``PATH[:OFFSET[:LAST]]``: the run's steps are shifted by OFFSET (the step its
+    init weights had reached), and records after its own step LAST are dropped (later steps that
+    the next run did not start from). A resumed run logs some steps twice; the later record wins.
+    """
+    joined: dict[tuple[int, bool], dict] = {}
+    for segment in segments:
+        path, *bounds = segment.split(":")
+        offset = int(bounds[0]) if bounds else 0
+        last = int(bounds[1]) if len(bounds) > 1 else None
+        for line in Path(path).read_text().splitlines():
+            record = json.loads(line)
+            if last is not None and record["step"] > last:
+                continue
+            step = record["step"] + offset
+            joined[(step, "val_psnr" in record)] = {**record, "step": step}
+    return [joined[key] for key in sorted(joined)]
+
+
+def training_curve(records: list[dict], out: Path, marks: dict[int, str] | None = None) -> None:
     """Loss (left) and validation PSNR (right) against step; ``marks`` label recipe changes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    records = [json.loads(line) for line in metrics.read_text().splitlines()]
     losses = [(r["step"], r["loss"]) for r in records if "loss" in r]
     vals = [(r["step"], r["val_psnr"], r["input_psnr"]) for r in records if "val_psnr" in r]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -204,11 +226,14 @@ def before_after(engines: dict[str, Deblurrer], data: Path, out: Path) -> list[P
 @click.command()
 @click.option("--model", "models", multiple=True, required=True, metavar="NAME=PATH")
 @click.option("--data", type=click.Path(path_type=Path), default=Path("data"))
-@click.option("--curve", type=click.Path(path_type=Path), default=None)
+@click.option(
+    "--curve", "curve", multiple=True, metavar="PATH[:OFFSET[:LAST]]",
+    help="metrics.jsonl of a run; repeat to join the runs the weights went through.",
+)  # fmt: skip
 @click.option("--mark", "marks", multiple=True, metavar="STEP:LABEL", help="Annotate the curve.")
 @click.option("--skip-table", is_flag=True)
 def main(
-    models: tuple[str, ...], data: Path, curve: Path | None, marks: tuple[str, ...],
+    models: tuple[str, ...], data: Path, curve: tuple[str, ...], marks: tuple[str, ...],
     skip_table: bool,
 ) -> None:  # fmt: skip
     engines = {
@@ -216,7 +241,7 @@ def main(
     }
     if curve:
         labels = {int(m.split(":", 1)[0]): m.split(":", 1)[1] for m in marks}
-        training_curve(curve, Path("docs/training_curve.png"), labels)
+        training_curve(lineage_records(list(curve)), Path("docs/training_curve.png"), labels)
     for path in before_after(engines, data, Path("docs/before_after")):
         print(f"wrote {path}", file=sys.stderr)
     if skip_table:
