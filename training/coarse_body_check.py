@@ -31,6 +31,8 @@ class CoarseBodyNet(DBLRNet):
     """DBLRNet whose residual body (L3..L32) runs at 1/stride resolution."""
 
     def __init__(self, config: DBLRNetConfig, stride: int) -> None:
+        if not config.global_residual:
+            raise ValueError("the coarse-body check keeps the global residual of the presets")
         super().__init__(config)
         self.stride = stride
         self.down = nn.Conv2d(config.width, config.width, 3, stride=stride, padding=1)
