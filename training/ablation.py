@@ -6,9 +6,10 @@ Run from the repository root after ``python training/make_data.py data``:
 
 Each architecture is trained from scratch with identical options (data, loss, batch, crop, lr,
 seed, steps: a smaller budget than the shipped model's), then all three are scored by
-training/report.py's validation table on val_other (unseen blur process) and val_own. Writes
-training/ablation/ABLATION.md and .json; an architecture whose run already reached ``--steps``
-is not trained again, so the script can be stopped and rerun.
+training/report.py's validation table on val_other (unseen blur process) and val_own. Runs go
+to ``--runs`` (runs/ablation: outside the tree, like every run's checkpoints), the tables to
+docs/results/ABLATION.md and .json; an architecture whose run already reached ``--steps`` is
+not trained again, so the script can be stopped and rerun.
 """
 
 from __future__ import annotations
@@ -17,20 +18,19 @@ import json
 from pathlib import Path
 
 import click
-from report import VAL_SETS, validation_table  # training/report.py, next to this file
+from report import RESULTS, VAL_SETS, validation_table  # training/report.py, next to this file
 
 from deblur_cli.engine import Deblurrer
 from deblur_cli.train import TrainOptions, train
 from deblur_cli.weights import load_model
 
 ARCHES = ("single", "multi", "3d")
-OUT = Path("training/ablation")
 
 
-def options(arch: str, steps: int) -> TrainOptions:
+def options(arch: str, steps: int, runs: Path) -> TrainOptions:
     """The one recipe every architecture gets (the shipped run's, at a smaller budget)."""
     return TrainOptions(
-        out_dir=str(OUT / arch), train_data=["dvd:data/train"], preset="paper", arch=arch,
+        out_dir=str(runs / arch), train_data=["dvd:data/train"], preset="paper", arch=arch,
         frames=5, batch=8, crop=64, loss="charbonnier", lr=2e-4, ema_decay=0.999,
         bn_calibration=32, steps=steps, log_every=25, ckpt_every=100, ckpt_minutes=5.0, seed=0,
     )  # fmt: skip
@@ -61,15 +61,17 @@ def markdown(table: dict[str, dict], steps: int) -> str:
 @click.command()
 @click.option("--steps", type=click.IntRange(1), default=600, show_default=True)
 @click.option("--data", type=click.Path(path_type=Path), default=Path("data"))
-def main(steps: int, data: Path) -> None:
+@click.option("--runs", type=click.Path(path_type=Path), default=Path("runs/ablation"))
+def main(steps: int, data: Path, runs: Path) -> None:
     for arch in ARCHES:
-        resume = (OUT / arch / "resume.pt").is_file()
-        state = train(options(arch, steps), resume=resume)
+        resume = (runs / arch / "resume.pt").is_file()
+        state = train(options(arch, steps, runs), resume=resume)
         click.echo(f"{arch}: trained to step {state.step}", err=True)
-    engines = {arch: Deblurrer(load_model(str(OUT / arch / "last.safetensors"))) for arch in ARCHES}
+    engines = {a: Deblurrer(load_model(str(runs / a / "last.safetensors"))) for a in ARCHES}
     table = validation_table(data, {"input": None, **engines})
-    (OUT / "ABLATION.json").write_text(json.dumps({"steps": steps, **table}, indent=2) + "\n")
-    (OUT / "ABLATION.md").write_text(markdown(table, steps))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "ABLATION.json").write_text(json.dumps({"steps": steps, **table}, indent=2) + "\n")
+    (RESULTS / "ABLATION.md").write_text(markdown(table, steps))
     click.echo(markdown(table, steps))
 
 

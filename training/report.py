@@ -4,11 +4,17 @@ Run from the repository root after training (needs data/ from training/make_data
 
     python training/report.py --model dblrnet=weights/dblrnet.safetensors \
         --model dblrgan=weights/dblrgan.safetensors \
-        --curve training/dblrnet/metrics.jsonl:0:2750 \
-        --curve training/dblrnet-crop128/metrics.jsonl:2750
+        --curve training/dblrnet/1-scratch/metrics.jsonl:0:2750 \
+        --curve training/dblrnet/2-crop128/metrics.jsonl:2750
 
-Writes training/VALIDATION.md (+ .json), docs/training_curve.png and docs/before_after/*.png.
+Writes docs/results/VALIDATION.md (+ .json), docs/training_curve.png and docs/before_after/*.png.
 Every number is computed here from the data and the weight files; nothing is typed in.
+Without ``--model`` it only draws the curve, from the metrics logs alone (no data needed), as
+for each shipped model's ``training/<model>/curve.png`` (training/README.md):
+
+    python training/report.py --curve-out training/dblrnet-fast/curve.png --mark 5500:shipped \
+        --curve training/dblrnet-fast/1-scratch/metrics.jsonl:0:5000 \
+        --curve training/dblrnet-fast/2-neighbours/metrics.jsonl:5000
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ VAL_SETS = {
     "val_other": "PSF blur (a process not used in training), validation sources",
     "val_own": "camera shake like training, validation sources and seeds",
 }
+# Tables of the general scripts (this one, ablation.py, fit_check.py): results, not run logs.
+RESULTS = Path("docs/results")
 REAL_BLUR = (
     Path(__file__).resolve().parents[2] / "shared" / "data" / "real_blur" / "selfdeblur_real"
 )
@@ -224,33 +232,43 @@ def before_after(engines: dict[str, Deblurrer], data: Path, out: Path) -> list[P
 
 
 @click.command()
-@click.option("--model", "models", multiple=True, required=True, metavar="NAME=PATH")
+@click.option("--model", "models", multiple=True, metavar="NAME=PATH")
 @click.option("--data", type=click.Path(path_type=Path), default=Path("data"))
 @click.option(
     "--curve", "curve", multiple=True, metavar="PATH[:OFFSET[:LAST]]",
     help="metrics.jsonl of a run; repeat to join the runs the weights went through.",
 )  # fmt: skip
 @click.option("--mark", "marks", multiple=True, metavar="STEP:LABEL", help="Annotate the curve.")
+@click.option(
+    "--curve-out", type=click.Path(path_type=Path), default=RESULTS.parent / "training_curve.png",
+    show_default=True, help="Where the curve goes.",
+)  # fmt: skip
 @click.option("--skip-table", is_flag=True)
 def main(
     models: tuple[str, ...], data: Path, curve: tuple[str, ...], marks: tuple[str, ...],
-    skip_table: bool,
+    curve_out: Path, skip_table: bool,
 ) -> None:  # fmt: skip
+    if not models and not curve:
+        raise click.UsageError("give --model (table and pictures) or --curve (curve only)")
+    if curve:
+        labels = {int(m.split(":", 1)[0]): m.split(":", 1)[1] for m in marks}
+        training_curve(lineage_records(list(curve)), curve_out, labels)
+        print(f"wrote {curve_out}", file=sys.stderr)
+    if not models:
+        return
     engines = {
         name: Deblurrer(load_model(path)) for name, path in (m.split("=", 1) for m in models)
     }
-    if curve:
-        labels = {int(m.split(":", 1)[0]): m.split(":", 1)[1] for m in marks}
-        training_curve(lineage_records(list(curve)), Path("docs/training_curve.png"), labels)
     for path in before_after(engines, data, Path("docs/before_after")):
         print(f"wrote {path}", file=sys.stderr)
     if skip_table:
         return
     table = validation_table(data, {"input": None, **engines})
-    Path("training/VALIDATION.json").write_text(json.dumps(table, indent=2) + "\n")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "VALIDATION.json").write_text(json.dumps(table, indent=2) + "\n")
     by_blur = blur_table(data, engines)
     text = markdown(table) + "\n## PSNR gain (Y, dB) by blur length of the frame\n\n" + by_blur
-    Path("training/VALIDATION.md").write_text(text)
+    (RESULTS / "VALIDATION.md").write_text(text)
     print(text)
 
 
