@@ -5,7 +5,8 @@ The front door of the library; the ``deblur`` command is a thin layer over these
     from deblur_cli import load_model, Deblurrer, deblur_video
     engine = Deblurrer(load_model("dblrnet"))              # device/precision "auto"
     deblur_video("in.mp4", "out.mp4", engine)              # -> Summary (frames, seconds, fps)
-    deblur_frames("frames/", "frames_out/", engine)
+    deblur_frames("frames/", "frames_out/", engine, strength=0.7)
+    preview("in.mp4", "in_preview.png", engine)           # one frame + the whole run's time
     for image in deblur_images(rgb_arrays, engine): ...
     for payload, plane in engine.stream(pairs): ...        # (payload, float32 luma) pairs
 
@@ -23,6 +24,10 @@ _EXPORTS = {
     "deblur_frames": "deblur_cli.api",
     "deblur_images": "deblur_cli.api",
     "deblur_video": "deblur_cli.api",
+    "preview": "deblur_cli.preview",
+    "PreviewResult": "deblur_cli.preview",
+    "RunEstimate": "deblur_cli.estimate",
+    "estimate_run": "deblur_cli.estimate",
     "Deblurrer": "deblur_cli.engine",
     "DeblurError": "deblur_cli.errors",
     "FAST": "deblur_cli.models",
@@ -44,11 +49,15 @@ __all__ = [
     "DBLRNetConfig",
     "DeblurError",
     "Deblurrer",
+    "PreviewResult",
+    "RunEstimate",
     "Summary",
     "deblur_frames",
     "deblur_images",
     "deblur_video",
+    "estimate_run",
     "load_model",
+    "preview",
     "resolve_weights",
     "save_model",
 ]
@@ -57,7 +66,9 @@ if TYPE_CHECKING:
     from deblur_cli.api import Summary, deblur_frames, deblur_images, deblur_video
     from deblur_cli.engine import Deblurrer
     from deblur_cli.errors import DeblurError
+    from deblur_cli.estimate import RunEstimate, estimate_run
     from deblur_cli.models import FAST, PAPER, TINY, DBLRNet, DBLRNetConfig
+    from deblur_cli.preview import PreviewResult, preview
     from deblur_cli.weights import MODELS, load_model, resolve_weights, save_model
 
 

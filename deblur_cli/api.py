@@ -45,6 +45,7 @@ from deblur_cli.frames import (
     split_image,
     write_image,
 )
+from deblur_cli.strength import check_strength, restore_with_strength
 from deblur_cli.video import EncodeSettings, VideoFrameData, VideoReader, VideoWriter
 
 T = TypeVar("T")
@@ -400,14 +401,17 @@ def deblur_video(
     compare: bool = False,
     overwrite: bool = False,
     strict: bool = False,
+    strength: float = 1.0,
     progress: Progress | None = None,
 ) -> Summary:
     """Deblur one video file into another with the same frames, timestamps and other streams.
 
     Luma is restored at the stream's own range and bit depth; chroma planes, audio and subtitle
     packets, colour tags and rotation are carried over. ``start``/``end`` (seconds) cut a range
-    that then starts at time zero; ``compare`` writes input|output side by side.
+    that then starts at time zero; ``compare`` writes input|output side by side; ``strength``
+    (0..1) keeps that share of the network's change to luma (0: the input's luma exactly).
     """
+    strength = check_strength(strength)
     source = check_input_file(source)
     destination = Path(destination) if destination else default_video_output(source)
     check_output_file(source, destination, overwrite)
@@ -424,7 +428,7 @@ def deblur_video(
     ):
         writer = VideoWriter(temporary, reader, settings, name=str(destination))
         try:
-            frames = _run_video(reader, writer, engine, progress)
+            frames = _run_video(reader, writer, engine, progress, strength)
             if frames == 0 and (start is not None or end is not None):
                 raise InvalidMediaError(f"{source} has no video frames in the requested time range")
             writer.finish(reader.tail_packets)
@@ -436,7 +440,11 @@ def deblur_video(
 
 
 def _run_video(
-    reader: VideoReader, writer: VideoWriter, engine: Deblurrer, progress: Progress | None
+    reader: VideoReader,
+    writer: VideoWriter,
+    engine: Deblurrer,
+    progress: Progress | None,
+    strength: float = 1.0,
 ) -> int:
     """Decode thread -> engine (this thread) -> encode thread; returns frames written."""
     total = reader.estimated_frames()
@@ -454,7 +462,7 @@ def _run_video(
             progress(writer.frames_written, total)
 
     with BackgroundReader(decoded(), name="decode") as frames, BackgroundWriter(encode) as sink:
-        for pair in engine.stream(frames):
+        for pair in restore_with_strength(engine, frames, strength):
             sink.put(pair)
         sink.finish()
     return writer.frames_written
@@ -476,14 +484,16 @@ def deblur_frames(
     *,
     overwrite: bool = False,
     skip_unreadable: bool = False,
+    strength: float = 1.0,
     progress: Progress | None = None,
 ) -> Summary:
     """Deblur a folder of frames (natural order) into ``destination`` with the same file names.
 
     Consecutive frames of the same size form one sequence; a change of size starts a new one
     (its edge frames repeat, as at the ends of a clip). An unreadable file is an error naming
-    it, or is skipped with a warning when ``skip_unreadable``.
+    it, or is skipped with a warning when ``skip_unreadable``. ``strength`` as for videos.
     """
+    strength = check_strength(strength)
     source = Path(source)
     files = list_images(source)
     destination = plan_frames_output(source, destination, [f.name for f in files], overwrite)
@@ -521,7 +531,7 @@ def deblur_frames(
 
         with BackgroundReader(decoded(), name="read") as images, BackgroundWriter(save) as sink:
             for _, run in itertools.groupby(images, key=lambda pair: pair[1].shape):
-                for pair in engine.stream(run):
+                for pair in restore_with_strength(engine, run, strength):
                     sink.put(pair)
             sink.finish()
         if written == 0:
@@ -529,10 +539,13 @@ def deblur_frames(
     return Summary(source, destination, written, time.perf_counter() - began, tuple(skipped))
 
 
-def deblur_images(images: Iterable[np.ndarray], engine: Deblurrer) -> Iterator[np.ndarray]:
+def deblur_images(
+    images: Iterable[np.ndarray], engine: Deblurrer, strength: float = 1.0
+) -> Iterator[np.ndarray]:
     """Deblur in-memory frames of one clip (RGB(A) or gray; uint8, uint16 or float32).
 
     Yields one image per input, same shape and type, as soon as its window is complete.
+    ``strength`` as for videos.
     """
 
     def planes() -> Iterator[tuple[ImageParts, np.ndarray]]:
@@ -540,7 +553,7 @@ def deblur_images(images: Iterable[np.ndarray], engine: Deblurrer) -> Iterator[n
             luma, parts = split_image(np.asarray(image))
             yield parts, luma
 
-    for parts, plane in engine.stream(planes()):
+    for parts, plane in restore_with_strength(engine, planes(), strength):
         yield merge_image(plane, parts)
 
 

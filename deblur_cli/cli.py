@@ -12,6 +12,7 @@ import click
 
 from deblur_cli.commands.bench import bench_command
 from deblur_cli.commands.frames import frames_command
+from deblur_cli.commands.preview import preview_command
 from deblur_cli.commands.synth import synth
 from deblur_cli.commands.train import export_command, train_command
 from deblur_cli.commands.video import video_command
@@ -43,5 +44,14 @@ def main(debug: bool) -> None:
     """Deblur videos and image sequences with DBLRNet / DBLRGAN (Zhang et al., TIP 2018)."""
 
 
-for command in (video_command, frames_command, synth, train_command, export_command, bench_command):
+COMMANDS = (
+    video_command,
+    frames_command,
+    preview_command,
+    synth,
+    train_command,
+    export_command,
+    bench_command,
+)
+for command in COMMANDS:
     main.add_command(command)

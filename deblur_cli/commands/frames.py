@@ -7,8 +7,9 @@ from pathlib import Path
 import click
 
 from deblur_cli.api import deblur_frames, plan_frames_output
-from deblur_cli.commands.options import engine_options, make_engine
+from deblur_cli.commands.options import engine_options, make_engine, strength_option
 from deblur_cli.commands.progress import Feedback
+from deblur_cli.estimate import Estimator
 from deblur_cli.frames import list_images
 
 
@@ -24,13 +25,15 @@ from deblur_cli.frames import list_images
 @click.option(
     "--skip-unreadable", is_flag=True, help="Skip files that cannot be decoded (with a warning)."
 )
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary line.")
+@strength_option
+@click.option("-q", "--quiet", is_flag=True, help="No time estimate, progress bar or summary line.")
 @engine_options
 def frames_command(
     folder: Path,
     output: Path | None,
     overwrite: bool,
     skip_unreadable: bool,
+    strength: float,
     quiet: bool,
     **engine: object,
 ) -> None:
@@ -40,14 +43,17 @@ def frames_command(
     """
     names = [p.name for p in list_images(folder)]
     plan_frames_output(folder, output, names, overwrite)  # fail before loading the model
+    deblurrer = make_engine(**engine)  # type: ignore[arg-type]
     feedback = Feedback(quiet)
+    feedback.upfront(lambda: Estimator(deblurrer, str(engine["model"])).folder(folder))
     with feedback.task(folder.name) as progress:
         summary = deblur_frames(
             folder,
             output,
-            make_engine(**engine),
+            deblurrer,
             overwrite=overwrite,
             skip_unreadable=skip_unreadable,
+            strength=strength,
             progress=progress,
         )
     feedback.report(summary)

@@ -63,6 +63,16 @@ _ENGINE_OPTIONS = [
 ]
 
 
+strength_option = click.option(
+    "--strength",
+    type=click.FloatRange(0.0, 1.0),
+    default=1.0,
+    show_default=True,
+    help="How much of the network's change to keep: output luma = input + S x (restored - "
+    "input); 0 gives back the input's luma exactly.",
+)
+
+
 def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Add --model/--device/--precision/--batch/--tile/--compile/--threads to a command."""
     for option in reversed(_ENGINE_OPTIONS):

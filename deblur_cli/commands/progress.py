@@ -24,6 +24,7 @@ from rich.progress import (
 from rich.text import Text
 
 from deblur_cli.api import Summary
+from deblur_cli.estimate import RunEstimate
 
 
 class FpsColumn(ProgressColumn):
@@ -63,6 +64,15 @@ class Feedback:
                 bar.update(task_id, completed=done, total=max(total, done) if total else None)
 
             yield update
+
+    def upfront(self, measure: Callable[[], RunEstimate | None]) -> None:
+        """Measure and print the time estimate before the bar starts; --quiet skips both, so a
+        quiet run spends no time on it."""
+        if self.quiet:
+            return
+        estimate = measure()
+        if estimate is not None:
+            click.echo(estimate.line(), err=True)
 
     def report(self, summary: Summary) -> None:
         """Warnings always; the one-line summary unless --quiet."""

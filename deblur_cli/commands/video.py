@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import click
 
 from deblur_cli.api import deblur_video, plan_video_jobs
-from deblur_cli.commands.options import engine_options, make_engine
+from deblur_cli.commands.options import engine_options, make_engine, strength_option
 from deblur_cli.commands.progress import Feedback
 from deblur_cli.distributed import (
     barrier,
@@ -16,6 +17,7 @@ from deblur_cli.distributed import (
     shard,
     threads_per_process,
 )
+from deblur_cli.estimate import Estimator
 
 
 @click.command("video")
@@ -42,7 +44,8 @@ from deblur_cli.distributed import (
 @click.option(
     "--strict", is_flag=True, help="Fail on a corrupt input instead of keeping the good part."
 )
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary line.")
+@strength_option
+@click.option("-q", "--quiet", is_flag=True, help="No time estimate, progress bar or summary line.")
 @engine_options
 def video_command(
     inputs: tuple[Path, ...],
@@ -56,6 +59,7 @@ def video_command(
     compare: bool,
     overwrite: bool,
     strict: bool,
+    strength: float,
     quiet: bool,
     **engine: object,
 ) -> None:
@@ -72,7 +76,9 @@ def video_command(
             engine["threads"] = threads_per_process(launch)
     deblurrer = make_engine(**engine)  # type: ignore[arg-type]
     feedback = Feedback(quiet)
+    estimator = Estimator(deblurrer, str(engine["model"]))
     for source, destination in jobs:
+        feedback.upfront(partial(estimator.video, source, start, end))
         with feedback.task(source.name) as progress:
             summary = deblur_video(
                 source,
@@ -87,6 +93,7 @@ def video_command(
                 compare=compare,
                 overwrite=overwrite,
                 strict=strict,
+                strength=strength,
                 progress=progress,
             )
         feedback.report(summary)
