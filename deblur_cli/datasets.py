@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass
 from pathlib import Path
@@ -337,6 +337,10 @@ def default_data_root(dataset: str) -> Path:
 # Training windows
 
 
+# Extra context around a training crop for the optical flow of models with motion inputs.
+PREPARE_MARGIN = 16
+
+
 @dataclass(frozen=True)
 class NeighbourAugment:
     """Now and then make a window's neighbours unreliable, as real video does.
@@ -403,6 +407,7 @@ class WindowDataset(torch.utils.data.Dataset):
         cache: bool = True,
         progress: bool = True,
         neighbours: NeighbourAugment | None = None,
+        prepare: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         if frames < 1 or frames % 2 == 0:
             raise ValueError(f"frames must be odd and positive, got {frames}")
@@ -413,6 +418,7 @@ class WindowDataset(torch.utils.data.Dataset):
         self.crop = crop
         self.augment = augment
         self.neighbours = neighbours
+        self.prepare = prepare
         self.epoch = 0
         self.items = [(s, i) for s, seq in enumerate(self.sequences) for i in range(len(seq))]
         self.blurry_cache: list[list[np.ndarray]] | None = None
@@ -475,18 +481,30 @@ class WindowDataset(torch.utils.data.Dataset):
         seq, frame = self.items[index]
         window = window_indices(frame, len(self.sequences[seq]), self.frames)
         planes = [self._blurry(seq, j) for j in window] + [self._sharp(seq, frame)]
+        # Optical flow (``prepare``) is unreliable within a few px of the border: measure it on
+        # a larger crop, after every augmentation (flips and reversal change the motion), then
+        # keep the centre.
+        margin = PREPARE_MARGIN if self.prepare is not None and self.crop is not None else 0
         if self.crop is None:
             stack = np.stack(planes)  # T+1 x H x W codes: the window, then the target
         else:
             rng = self.rng(index)
-            stack = self._random_crop(planes, self.crop, rng)
+            stack = self._random_crop(planes, self.crop + 2 * margin, rng)
             if self.augment:
                 stack = self._augment(stack, rng)
             if self.neighbours is not None:
                 stack = self._unsettle(stack, rng, self.neighbours)
         unit = codes_to_unit(np.ascontiguousarray(stack))
-        blurry = torch.from_numpy(unit[:-1].copy()).unsqueeze(0)
-        sharp = torch.from_numpy(unit[-1].copy()).unsqueeze(0)
+        window_planes, target = unit[:-1], unit[-1]
+        if self.prepare is not None:
+            window_planes = self.prepare(window_planes)
+        if margin:
+            window_planes = window_planes[:, margin:-margin, margin:-margin]
+            target = target[margin:-margin, margin:-margin]
+        blurry = torch.from_numpy(np.ascontiguousarray(window_planes, dtype=np.float32)).unsqueeze(
+            0
+        )
+        sharp = torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32)).unsqueeze(0)
         return blurry, sharp
 
     @staticmethod

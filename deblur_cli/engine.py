@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deblur_cli.models import DBLRNet, DBLRNetConfig, fold_batchnorm
+from deblur_cli.motion import window_preparer
 from deblur_cli.scenes import CutDetector
 
 Payload = TypeVar("Payload")
@@ -190,8 +191,9 @@ class InferenceNet(nn.Module):
         return y.relu_() if relu else y
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != self.config.frames:
-            raise ValueError(f"expected N x {self.config.frames} x H x W, got {tuple(x.shape)}")
+        planes = self.config.input_planes
+        if x.dim() != 4 or x.shape[1] != planes:
+            raise ValueError(f"expected N x {planes} x H x W, got {tuple(x.shape)}")
         y = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
         y = self._conv(y, 0, relu=True)
         skip = self._conv(y, 1, relu=True)
@@ -246,10 +248,13 @@ def _front_l1(model: DBLRNet) -> tuple[torch.Tensor, torch.Tensor]:
         return _conv_weights(model.l1)
     weight, bias = model.l1.weight.detach(), model.l1.bias.detach()  # out, 1, taps, 3, 3
     out, _, taps, _, _ = weight.shape
-    positions = model.config.frames - taps + 1
-    dense = weight.new_zeros(positions * out, model.config.frames, 3, 3)
+    frames = model.config.frames
+    positions = frames - taps + 1
+    dense = weight.new_zeros(positions * out, model.config.input_planes, 3, 3)
     for p in range(positions):
         dense[p * out : (p + 1) * out, p : p + taps] = weight[:, 0]
+        if model.hint is not None:  # the hint planes reach every position alike
+            dense[p * out : (p + 1) * out, frames:] = model.hint.weight.detach()
     return dense, bias.repeat(positions)
 
 
@@ -430,9 +435,16 @@ class Deblurrer(Generic[Payload]):
         return self._network(windows.shape[0])(windows)
 
     def run_windows(self, windows: np.ndarray) -> np.ndarray:
-        """B x T x H x W windows (float32, unit range) -> B x H x W restored centre planes."""
+        """B x T x H x W windows (float32, unit range) -> B x H x W restored centre planes.
+
+        Models trained with motion hints or aligned neighbours get them here, from the whole
+        frames (before any tiling), exactly as their training windows were prepared.
+        """
         if windows.ndim != 4 or windows.shape[1] != self.window:
             raise ValueError(f"expected B x {self.window} x H x W, got {windows.shape}")
+        prepare = window_preparer(self.config)
+        if prepare is not None:
+            windows = np.stack([prepare(w) for w in windows])
         x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32))
         if self.device.type == "cuda":
             x = x.pin_memory().to(self.device, non_blocking=True)
@@ -466,20 +478,21 @@ class Deblurrer(Generic[Payload]):
         return out
 
     def stream(
-        self, frames: Iterable[tuple[Payload, np.ndarray]]
+        self, frames: Iterable[tuple[Payload, np.ndarray]], cuts: CutDetector | None = None
     ) -> Iterator[tuple[Payload, np.ndarray]]:
         """Deblur a stream of (payload, luma plane) pairs, yielding them in order.
 
         Memory is bounded: only the last ``window`` planes and one batch are held, whatever the
         length of the stream. Edge frames are repeated, so a stream of n frames gives n outputs
         (n = 1..4 included). With ``split_at_cuts``, a scene cut is treated like an edge: no
-        window mixes frames from both sides of it.
+        window mixes frames from both sides of it. ``cuts`` replaces the fresh detector, for a
+        stream that starts mid-video (a time-split part) and must see the whole video's cuts.
         """
         radius = self.window // 2
         planes: dict[int, np.ndarray] = {}
         payloads: dict[int, Payload] = {}
         scene_starts: set[int] = set()
-        detector = CutDetector()
+        detector = CutDetector() if cuts is None else cuts
         batch: list[int] = []
         count = 0
 

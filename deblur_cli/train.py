@@ -36,10 +36,13 @@ from deblur_cli.errors import DatasetError, DeblurError
 from deblur_cli.metrics import psnr, ssim
 from deblur_cli.models import FAST, PAPER, TINY, DBLRNet, DBLRNetConfig
 from deblur_cli.models.discriminator import Discriminator
+from deblur_cli.motion import window_preparer
 from deblur_cli.weights import load_model, save_model
 
 PRESETS = {"paper": PAPER, "fast": FAST, "tiny": TINY}
 STAGES = ("content", "gan")
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("plateau", "cosine")
 RESUME_FILE = "resume.pt"
 CALIBRATION_SEED = 7_919  # offsets the run's seed: calibration batches differ from training's
 METRICS_FILE = "metrics.jsonl"
@@ -71,6 +74,9 @@ class TrainOptions:
     arch: str = "3d"
     frames: int = 5
     global_residual: bool = True
+    norm: str = "batch"  # "none": no BatchNorm (a recorded deviation, see DBLRNetConfig)
+    motion_hints: bool = False  # DIS-flow motion planes as extra input (deblur_cli/motion.py)
+    align: bool = False  # neighbours warped onto the centre frame by DIS flow
     init: str | None = None  # weights to start from (the GAN stage starts from content weights)
     steps: int = 1000
     batch: int = 4
@@ -78,6 +84,16 @@ class TrainOptions:
     lr: float = 1e-4
     lr_min: float = 1e-5
     plateau_patience: int = 4  # validations without improvement before lr drops
+    optimizer: str = "adam"  # "adamw": decoupled weight decay
+    weight_decay: float = 0.0
+    # "plateau": lr / 10 when validation stalls (the paper); "cosine": linear warm-up over
+    # ``warmup`` steps, then cosine decay from ``lr`` to ``lr_min`` at the end of the run.
+    schedule: str = "plateau"
+    warmup: int = 0
+    # Stop after this much process CPU time (0: no limit). With the cosine schedule the run
+    # ends at whichever comes first, steps or CPU minutes, and the decay follows the nearer:
+    # the learning-efficiency harness gives every arm the same CPU budget this way.
+    cpu_minutes: float = 0.0
     alpha: float = 2e-4  # weight of the adversarial loss (GAN stage)
     lr_d: float = 1e-5
     d_width: float = 0.5  # discriminator width scale (1.0 = the paper's 64..512)
@@ -116,6 +132,10 @@ class TrainOptions:
             raise DeblurError(f"--stage must be one of {STAGES}")
         if self.loss not in PIXEL_LOSSES:
             raise DeblurError(f"--loss must be one of {tuple(PIXEL_LOSSES)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise DeblurError(f"--optimizer must be one of {OPTIMIZERS}")
+        if self.schedule not in SCHEDULES:
+            raise DeblurError(f"--schedule must be one of {SCHEDULES}")
         if self.stage == "gan" and not self.init:
             raise DeblurError("the GAN stage starts from content-stage weights: pass --init PATH")
 
@@ -126,6 +146,9 @@ class TrainOptions:
             arch=self.arch,
             frames=frames,
             global_residual=self.global_residual,
+            norm=self.norm,
+            motion_hints=self.motion_hints,
+            align=self.align,
         )
 
 
@@ -136,6 +159,7 @@ class TrainState:
     start_psnr: float = math.nan  # validation PSNR at step 0 (the GAN stage's reference)
     bad_validations: int = 0
     stopped_early: bool = False
+    cpu_seconds: float = 0.0  # process CPU time spent in training steps, over all resumes
 
 
 # ---------------------------------------------------------------- data
@@ -188,10 +212,15 @@ def parse_sources(specs: list[str]) -> list:
 
 
 def fixed_validation_windows(
-    specs: list[str], frames: int, count: int, crop: int
+    specs: list[str], config: DBLRNetConfig, count: int, crop: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A fixed, evenly spaced set of centre-cropped windows: the same at every validation."""
-    dataset = WindowDataset(parse_sources(specs), frames=frames, crop=None, augment=False)
+    """A fixed, evenly spaced set of centre-cropped windows: the same at every validation.
+
+    Motion inputs are computed on the whole frames, as the engine does, before cropping."""
+    dataset = WindowDataset(
+        parse_sources(specs), frames=config.frames, crop=None, augment=False,
+        prepare=window_preparer(config),
+    )  # fmt: skip
     picks = np.linspace(0, len(dataset) - 1, num=min(count, len(dataset))).round().astype(int)
     items = [dataset[int(index)] for index in picks]
     height = min([crop] + [sharp.shape[-2] for _, sharp in items])
@@ -256,7 +285,10 @@ class Trainer:
         torch.manual_seed(options.seed)
         self.generator = self._build_generator()
         self.config = self.generator.config
-        self.opt = torch.optim.Adam(self.generator.parameters(), lr=options.lr)
+        optimizer = torch.optim.AdamW if options.optimizer == "adamw" else torch.optim.Adam
+        self.opt = optimizer(
+            self.generator.parameters(), lr=options.lr, weight_decay=options.weight_decay
+        )
         self.schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.opt, mode="max", factor=0.1, patience=options.plateau_patience,
             min_lr=options.lr_min,
@@ -274,12 +306,13 @@ class Trainer:
             parse_sources(options.train_data), frames=self.config.frames, crop=options.crop,
             augment=True, cache=True,
             neighbours=NeighbourAugment() if options.neighbour_augment else None,
+            prepare=window_preparer(self.config),
         )  # fmt: skip
         if len(self.train_set) == 0:
             raise DatasetError("the training data holds no frames with ground truth")
         self.val = (
             fixed_validation_windows(
-                options.val_data, self.config.frames, options.val_windows, options.val_crop
+                options.val_data, self.config, options.val_windows, options.val_crop
             )
             if options.val_data
             else None
@@ -440,7 +473,7 @@ class Trainer:
                 outputs.append(model(blurry[start : start + 4]).float().clamp(0, 1))
         restored = torch.cat(outputs)[:, 0].numpy()
         target = sharp[:, 0].numpy()
-        centre = blurry[:, 0, blurry.shape[2] // 2].numpy()
+        centre = blurry[:, 0, self.config.frames // 2].numpy()  # the hint planes follow the frames
         pairs = list(zip(restored, target, strict=True))
         inputs = list(zip(centre, target, strict=True))
         result = {
@@ -461,7 +494,8 @@ class Trainer:
         if self.options.stage == "gan":
             self._after_gan_validation(value, model)
             return
-        self.schedule.step(value)
+        if self.options.schedule == "plateau":
+            self.schedule.step(value)
         if value > self.state.best_psnr:
             self.state.best_psnr, self.state.bad_validations = value, 0
             if self.rank == 0:
@@ -480,6 +514,29 @@ class Trainer:
             return
         self.state.bad_validations += 1
         self.state.stopped_early = self.state.bad_validations >= self.options.early_stop
+
+    def progress(self) -> float:
+        """Fraction of the run done: by steps, or by CPU time when that budget is nearer."""
+        done = self.state.step / max(self.options.steps, 1)
+        if self.options.cpu_minutes > 0:
+            done = max(done, self.state.cpu_seconds / (60 * self.options.cpu_minutes))
+        return min(done, 1.0)
+
+    def out_of_cpu_budget(self) -> bool:
+        budget = self.options.cpu_minutes
+        return budget > 0 and self.state.cpu_seconds >= 60 * budget
+
+    def _set_scheduled_lr(self) -> None:
+        """Warm-up and cosine decay (``schedule="cosine"``); the plateau schedule steps itself."""
+        options = self.options
+        if options.schedule != "cosine":
+            return
+        cosine = 0.5 * (1 + math.cos(math.pi * self.progress()))
+        lr = options.lr_min + (options.lr - options.lr_min) * cosine
+        if options.warmup > 0:
+            lr *= min(1.0, (self.state.step + 1) / options.warmup)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
 
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         sampler = StepBatches(
@@ -505,7 +562,10 @@ class Trainer:
         window_start, window_steps = time.monotonic(), 0
         sums: dict[str, float] = {}  # losses summed since the last log line
         for blurry, sharp in self.batches():
+            self._set_scheduled_lr()
+            cpu_start = time.process_time()
             losses = step_fn(blurry, sharp)
+            self.state.cpu_seconds += time.process_time() - cpu_start
             self.state.step += 1
             window_steps += 1
             step = self.state.step
@@ -518,18 +578,20 @@ class Trainer:
                 means = {name: total / window_steps for name, total in sums.items()}
                 rate = window_steps / max(time.monotonic() - window_start, 1e-9)
                 self.log({"step": step, **means, "lr": self.opt.param_groups[0]["lr"],
-                          "steps_per_s": rate, "samples_per_s": rate * options.batch})  # fmt: skip
+                          "steps_per_s": rate, "samples_per_s": rate * options.batch,
+                          "cpu_minutes": self.state.cpu_seconds / 60})  # fmt: skip
                 window_start, window_steps, sums = time.monotonic(), 0, {}
             if self.val is not None and (step % options.val_every == 0 or step == options.steps):
                 model = self.release_model()
                 metrics = self.validate(model)
                 self._after_validation(metrics, model)
-                self.log({"step": step, **metrics, "lr": self.opt.param_groups[0]["lr"]})
+                self.log({"step": step, **metrics, "lr": self.opt.param_groups[0]["lr"],
+                          "cpu_minutes": self.state.cpu_seconds / 60})  # fmt: skip
             due = time.monotonic() - last_ckpt > options.ckpt_minutes * 60
             if step % options.ckpt_every == 0 or due or step == options.steps:
                 self.save_resume()
                 last_ckpt = time.monotonic()
-            if self.state.stopped_early:
+            if self.state.stopped_early or self.out_of_cpu_budget():
                 self.save_resume()
                 break
         if self.rank == 0:
@@ -574,8 +636,9 @@ def export_checkpoint(
         info = {"stage": options["stage"], "step": payload["state"]["step"]}
     if calibrate_on:
         windows = WindowDataset(
-            parse_sources(calibrate_on), frames=model.config.frames, crop=crop, cache=True
-        )
+            parse_sources(calibrate_on), frames=model.config.frames, crop=crop, cache=True,
+            prepare=window_preparer(model.config),
+        )  # fmt: skip
         calibrate(model, windows, batches, batch, seed=0, precision="auto")
     return save_model(model.eval(), output, **info)
 

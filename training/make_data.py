@@ -1,63 +1,82 @@
-"""Make the synthetic training and validation sets used for the shipped weights.
+"""Make the training and validation sets of the learning-efficiency harness and the long runs.
 
-Run from the repository root: ``python training/make_data.py data``. Outputs (not committed):
-  data/train       DVD layout, camera shake (+ moving objects) and frame averaging, train sources
-  data/val_other   PSF-convolution blur (a process never used in training), val sources
-  data/val_own     camera shake like training, but val sources and seeds
-  data/train_leaves  camera shake over procedural dead-leaves pictures (data/dead_leaves)
-  data/train_clean   data/train without noise and compression (same seed: the same blur and
-                     sharp frames), for the curriculum of session 4
-  data/val_other_clean  data/val_other without noise and compression: deblurring alone
-Sources for training and validation are disjoint (deblur_cli.synth.bundled_sources).
+Run from the repository root: ``python training/make_data.py data [--only NAME ...]``.
+Outputs (DVD layout, never committed):
+  data/train_moderate  camera shake + moving objects + frame averaging over real footage
+                       (corpus training sequences); blur 0..14 px at 256 px (the 720p range
+                       scaled, no floor), a quarter of the clips nearly static
+  data/train_broad     the same content with the session 1-5 recipe's blur (floor 32 px: up to
+                       32 px at 256 px, about 90 px at 720p)
+  data/val_own         (a) camera shake like train_moderate, corpus validation sequences
+  data/val_other       (b) PSF-convolution blur, a process no arm trains on, validation sequences
+  data/val_sharp       (c) sharp validation frames, light JPEG (q 85-95), no blur, no noise
+
+Content is ``../shared/data/corpus`` (research-use footage: read in place, never copied into the
+repository), split by whole sequence: VALIDATION_SEQUENCES never appear in training. The corpus
+README asks for a 0.5-0.75 downscale of its 480p JPEG clips, so that their block artefacts and
+slight motion blur fall below a pixel: that is ``source_scale``.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from deblur_cli.synth import (
-    BlurRanges,
-    bundled_sources,
-    synthesize_dataset,
-    write_dataset,
-    write_dead_leaves,
-)
+from deblur_cli.synth import BlurRanges, synthesize_dataset, write_dataset
 
+CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "corpus"
+# Five of the 21 sequences, chosen to span the kinds of content: animals, sport, a road scene.
+VALIDATION_SEQUENCES = (
+    "davis2016-eorvos__blackswan",
+    "davis2016-eorvos__breakdance",
+    "davis2016-eorvos__kite-surf",
+    "davis2017-siammask__tennis_b",
+    "groundedsam2__car",
+)
 SIZE = (256, 256)
-# Large blur matters: at 256 px the 720p range (0..40 px) would cap at 14 px, so raise the floor.
-# H.264 in the mix as when the shipped weights were trained (it is off in BlurRanges' defaults
-# because it is not bit-reproducible on a busy machine).
-RANGES = BlurRanges(blur_px_floor=32.0, codec_probs=(0.2, 0.5, 0.3))
-# Noise and compression are drawn after the blur, so the same seed gives the same clips, clean.
-CLEAN = replace(RANGES, noise_free_prob=1.0, codec_probs=(1.0, 0.0, 0.0))
+CONTENT = dict(source_scale=(0.5, 0.75))
+MODERATE = BlurRanges(blur_px_floor=0.0, static_clip_prob=0.25, **CONTENT)
+BROAD = BlurRanges(blur_px_floor=32.0, **CONTENT)
+# PSF lengths use the same 720p range as the camera paths: a different process, not a larger blur.
+VAL_OTHER = replace(MODERATE, static_clip_prob=0.0, psf_blur_px_720=(4.0, 40.0))
+SHARP = replace(
+    BlurRanges.static_clean(), codec_probs=(0.0, 1.0, 0.0), jpeg_quality=(85, 95), **CONTENT
+)
 SETS = {
     # name: (split, process, clips, frames, seed, ranges)
-    "train": ("train", "mixed", 400, 10, 1, RANGES),
-    "val_other": ("val", "psf", 24, 7, 2000, RANGES),
-    "val_own": ("val", "shake", 24, 7, 3000, RANGES),
-    "train_leaves": ("dead_leaves", "mixed", 400, 10, 4000, RANGES),
-    "train_clean": ("train", "mixed", 400, 10, 1, CLEAN),
-    "val_other_clean": ("val", "psf", 24, 7, 2000, CLEAN),
+    "train_moderate": ("train", "mixed", 300, 10, 1, MODERATE),
+    "train_broad": ("train", "mixed", 300, 10, 1, BROAD),
+    "val_own": ("val", "shake", 16, 7, 3000, replace(MODERATE, static_clip_prob=0.0)),
+    "val_other": ("val", "psf", 16, 7, 2000, VAL_OTHER),
+    "val_sharp": ("val", "shake", 8, 7, 5000, SHARP),
 }
-DEAD_LEAVES = 40  # pictures, 768x768, seed 0
 
 
-def main(root: Path) -> None:
+def corpus_sequences(split: str) -> list[Path]:
+    """The corpus folders of one split ("train" or "val"), whole sequences only."""
+    folders = sorted(p for p in CORPUS.iterdir() if p.is_dir())
+    chosen = [p for p in folders if (p.name in VALIDATION_SEQUENCES) == (split == "val")]
+    if not chosen:
+        raise SystemExit(f"no corpus sequences for {split!r} under {CORPUS}")
+    return chosen
+
+
+def main(root: Path, only: list[str]) -> None:
     for name, (split, process, clips, frames, seed, ranges) in SETS.items():
         out = root / name
-        if out.exists():
-            print(f"{out} exists; skipping")
+        if (only and name not in only) or out.exists():
             continue
-        if split == "dead_leaves":
-            sources = write_dead_leaves(root / "dead_leaves", DEAD_LEAVES, seed=0)
-        else:
-            sources = bundled_sources(split)
-        made = synthesize_dataset(sources, clips, frames, SIZE, seed, process, ranges)
+        made = synthesize_dataset(
+            corpus_sequences(split), clips, frames, SIZE, seed, process, ranges
+        )
         count = write_dataset(made, out, layout="dvd")
         print(f"{out}: {count} clips of {frames} frames ({process}, {split} sources)", flush=True)
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "data"))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("root", type=Path, nargs="?", default=Path("data"))
+    parser.add_argument("--only", nargs="*", default=[], choices=list(SETS))
+    args = parser.parse_args()
+    main(args.root, args.only)

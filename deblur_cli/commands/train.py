@@ -9,8 +9,11 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from deblur_cli.models.dblrnet import NORMS
 from deblur_cli.train import (
+    OPTIMIZERS,
     PRESETS,
+    SCHEDULES,
     STAGES,
     TrainOptions,
     export_checkpoint,
@@ -97,6 +100,38 @@ def default(name: str) -> object:
     "ghost when real neighbours disagree with the centre frame.",
 )
 @click.option("--lr-min", type=float, default=default("lr_min"), show_default=True)
+@click.option(
+    "--norm",
+    type=click.Choice(NORMS),
+    default=default("norm"),
+    show_default=True,
+    help="none: no BatchNorm (a deviation from the paper, stored in the weight file).",
+)
+@click.option(
+    "--motion-hints",
+    is_flag=True,
+    help="Give the network the centre frame's motion (DIS optical flow) as two extra planes.",
+)
+@click.option("--align", is_flag=True, help="Warp the neighbours onto the centre frame (DIS).")
+@click.option(
+    "--optimizer", type=click.Choice(OPTIMIZERS), default=default("optimizer"), show_default=True
+)
+@click.option("--weight-decay", type=float, default=default("weight_decay"), show_default=True)
+@click.option(
+    "--schedule",
+    type=click.Choice(SCHEDULES),
+    default=default("schedule"),
+    show_default=True,
+    help="plateau: lr / 10 when validation stalls; cosine: warm-up, then cosine decay.",
+)
+@click.option("--warmup", type=click.IntRange(0), default=default("warmup"), show_default=True)
+@click.option(
+    "--cpu-minutes",
+    type=float,
+    default=default("cpu_minutes"),
+    show_default=True,
+    help="Stop after this much process CPU time (0: no limit); cosine decays to it.",
+)
 @click.option(
     "--alpha",
     type=float,

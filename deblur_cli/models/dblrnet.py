@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 ARCHS = ("3d", "multi", "single")
+NORMS = ("batch", "none")
+HINT_PLANES = 2  # motion hints: the centre frame's motion (dx, dy), see deblur_cli/motion.py
 
 
 @dataclass(frozen=True)
@@ -32,10 +34,24 @@ class DBLRNetConfig:
     blocks: int = 14
     head_width: int = 256
     global_residual: bool = True
+    # Deviations from the paper, recorded in the weight file (defaults = the paper's design):
+    # "none" drops BatchNorm (convs get biases); with small, mixed batches BN's statistics are
+    # noisy and it forbids the high learning rates that make the network learn fast on a CPU.
+    norm: str = "batch"
+    # Two extra input planes: the centre frame's motion, measured by classical optical flow
+    # between the blurry frames themselves (motion.py). Blur follows the motion, so this turns
+    # blind deblurring into a nearly non-blind problem.
+    motion_hints: bool = False
+    # Neighbours warped onto the centre frame by optical flow before the network sees them.
+    align: bool = False
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
+        if (self.motion_hints or self.align) and self.frames < 3:
+            raise ValueError("motion hints and alignment need neighbour frames (frames >= 3)")
         if self.frames % 2 == 0 or not 1 <= self.frames <= 11:
             raise ValueError(f"frames must be odd and in 1..11, got {self.frames}")
         if self.arch == "3d" and self.frames < 3:
@@ -47,6 +63,11 @@ class DBLRNetConfig:
     def window(self) -> int:
         """Frames the caller must supply per output frame."""
         return self.frames
+
+    @property
+    def input_planes(self) -> int:
+        """Planes the network takes per output frame: the window, then the motion hints."""
+        return self.frames + (HINT_PLANES if self.motion_hints else 0)
 
     @property
     def conv_layers(self) -> int:
@@ -87,6 +108,11 @@ def conv3x3(cin: int, cout: int, bias: bool = True) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 3, padding=1, bias=bias)
 
 
+def norm_layer(norm: str, width: int) -> nn.Module:
+    """BatchNorm as in the paper, or nothing (the conv before it then carries a bias)."""
+    return nn.BatchNorm2d(width) if norm == "batch" else nn.Identity()
+
+
 class TemporalConv(nn.Module):
     """A 3x3xt convolution with no temporal padding, computed as 2D convolutions.
 
@@ -115,12 +141,13 @@ class TemporalConv(nn.Module):
 class ResidualBlock(nn.Module):
     """conv-BN-ReLU-conv-BN with an identity skip (L3..L30)."""
 
-    def __init__(self, width: int) -> None:
+    def __init__(self, width: int, norm: str = "batch") -> None:
         super().__init__()
-        self.conv1 = conv3x3(width, width, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = conv3x3(width, width, bias=False)
-        self.bn2 = nn.BatchNorm2d(width)
+        bias = norm == "none"
+        self.conv1 = conv3x3(width, width, bias=bias)
+        self.bn1 = norm_layer(norm, width)
+        self.conv2 = conv3x3(width, width, bias=bias)
+        self.bn2 = norm_layer(norm, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.relu(self.bn1(self.conv1(x)))
@@ -134,17 +161,22 @@ class DBLRNet(nn.Module):
         super().__init__()
         self.config = config
         c = config
+        hints = c.input_planes - c.frames
         if c.arch == "3d":
             self.l1 = TemporalConv(1, c.first_width, 3)
             self.l2 = TemporalConv(c.first_width, c.width, c.frames - 2)
-        else:  # "multi" stacks the frames as channels, "single" sees one frame
-            self.l1 = conv3x3(c.frames, c.first_width)
+            # Motion hints join L1 at every temporal position (one 2D conv, broadcast over time).
+            self.hint = conv3x3(hints, c.first_width, bias=False) if hints else None
+        else:  # "multi" stacks the frames (and hints) as channels, "single" sees one frame
+            self.l1 = conv3x3(c.input_planes, c.first_width)
             self.l2 = conv3x3(c.first_width, c.width)
-        self.blocks = nn.Sequential(*(ResidualBlock(c.width) for _ in range(c.blocks)))
-        self.l31 = conv3x3(c.width, c.width, bias=False)
-        self.bn31 = nn.BatchNorm2d(c.width)
-        self.l32 = conv3x3(c.width, c.width, bias=False)
-        self.bn32 = nn.BatchNorm2d(c.width)
+            self.hint = None
+        self.blocks = nn.Sequential(*(ResidualBlock(c.width, c.norm) for _ in range(c.blocks)))
+        bias = c.norm == "none"
+        self.l31 = conv3x3(c.width, c.width, bias=bias)
+        self.bn31 = norm_layer(c.norm, c.width)
+        self.l32 = conv3x3(c.width, c.width, bias=bias)
+        self.bn32 = norm_layer(c.norm, c.width)
         self.l33 = conv3x3(c.width, c.head_width)
         self.l34 = conv3x3(c.head_width, c.head_width)
         self.l35 = conv3x3(c.head_width, 1)
@@ -154,16 +186,20 @@ class DBLRNet(nn.Module):
             nn.init.zeros_(self.l35.bias)
 
     def front(self, x: torch.Tensor) -> torch.Tensor:
-        """L1 and L2: from N x 1 x T x H x W to N x width x H x W."""
+        """L1 and L2: from N x 1 x P x H x W (P = input planes) to N x width x H x W."""
         if self.config.arch == "3d":
-            y = F.relu(self.l1(x))
-            return F.relu(self.l2(y)).squeeze(2)
+            frames = self.config.frames
+            y = self.l1(x[:, :, :frames])
+            if self.hint is not None:
+                y = y + self.hint(x[:, 0, frames:]).unsqueeze(2)
+            return F.relu(self.l2(F.relu(y))).squeeze(2)
         y = F.relu(self.l1(x[:, 0]))
         return F.relu(self.l2(y))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 5 or x.shape[1] != 1 or x.shape[2] != self.config.frames:
-            raise ValueError(f"expected N x 1 x {self.config.frames} x H x W, got {tuple(x.shape)}")
+        planes = self.config.input_planes
+        if x.dim() != 5 or x.shape[1] != 1 or x.shape[2] != planes:
+            raise ValueError(f"expected N x 1 x {planes} x H x W, got {tuple(x.shape)}")
         skip = self.front(x)
         y = self.blocks(skip)
         y = F.relu(self.bn31(self.l31(y)))
@@ -184,7 +220,9 @@ class DBLRNet(nn.Module):
                 c.frames - 2
             ) * c.first_width * c.width
         else:
-            front = 9 * c.frames * c.first_width + 9 * c.first_width * c.width
+            front = 9 * c.input_planes * c.first_width + 9 * c.first_width * c.width
+        if c.arch == "3d" and c.motion_hints:
+            front += 9 * (c.input_planes - c.frames) * c.first_width
         body = (2 * c.blocks + 2) * 9 * c.width * c.width
         head = 9 * c.width * c.head_width + 9 * c.head_width**2 + 9 * c.head_width
         return front + body + head

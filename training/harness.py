@@ -1,0 +1,197 @@
+"""Learning-efficiency harness: train recipes for the same CPU time, compare how far each got.
+
+A network that never learned cannot be rescued by more hours, so recipes are compared by what
+they reach per CPU-minute before one is given a long run. Every arm is a real ``deblur train``
+run (fast preset unless the arm says otherwise) on the same data and seed, stopped by
+``--cpu-minutes``, one thread per arm, arms in parallel. Each arm is then scored by the real
+engine (``deblur_cli.bench.run_bench``: whole frames, Y PSNR of output and input) on the three
+validation sets of ``training/make_data.py``:
+
+  (a) val_own    held-back clips of the training kind (validation sequences and seeds)
+  (b) val_other  PSF blur, a process no arm trains on
+  (c) val_sharp  sharp frames with light JPEG: a model must leave them alone
+
+Usage (from the repository root, after ``python training/make_data.py DATA``)::
+
+    python training/harness.py --data DATA --runs RUNS --minutes 25 --parallel 4 base hints
+    python training/harness.py --data DATA --runs RUNS --report-only base hints \\
+        --curve docs/learning_curves.png
+
+The table goes to stdout (markdown) and RUNS/harness.json; its rows belong in
+training/EXPERIMENTS.md. Runs live outside the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from deblur_cli.bench import run_bench
+from deblur_cli.datasets import find_sequences
+from deblur_cli.engine import Deblurrer
+from deblur_cli.metrics import psnr
+from deblur_cli.models import FAST
+from deblur_cli.train import fixed_validation_windows
+from deblur_cli.weights import load_model
+
+# Today's recipe (sessions 1-5): BatchNorm, Adam 2e-4 with plateau drops, MSE, broad blur.
+BASE = ["--lr", "2e-4", "--loss", "mse"]
+# The optimisation arm: what fast-learning restoration networks use (EDSR, NAFNet): no BN,
+# AdamW at a high rate with warm-up and cosine decay, a smooth L1 loss.
+FASTER = [
+    "--norm", "none", "--optimizer", "adamw", "--weight-decay", "1e-4", "--lr", "1e-3",
+    "--lr-min", "1e-5", "--schedule", "cosine", "--warmup", "200", "--loss", "charbonnier",
+]  # fmt: skip
+SMALL_CROPS = ["--crop", "64", "--batch", "8"]
+ARMS: dict[str, tuple[str, list[str]]] = {
+    # name: (training set under DATA, extra `deblur train` flags)
+    "base": ("train_broad", [*BASE, *SMALL_CROPS]),
+    "moderate": ("train_moderate", [*BASE, *SMALL_CROPS]),
+    "faster": ("train_moderate", [*FASTER, *SMALL_CROPS]),
+    "hints": ("train_moderate", [*FASTER, *SMALL_CROPS, "--motion-hints"]),
+    "align": ("train_moderate", [*FASTER, *SMALL_CROPS, "--align"]),
+    "crop128": ("train_moderate", [*FASTER, "--crop", "128", "--batch", "2"]),
+    "hints-align": ("train_moderate", [*FASTER, *SMALL_CROPS, "--motion-hints", "--align"]),
+}
+VAL_SETS = {"own": "val_own", "other": "val_other", "sharp": "val_sharp"}
+
+
+def train_command(arm: str, data: Path, runs: Path, minutes: float, preset: str) -> list[str]:
+    train_set, flags = ARMS[arm]
+    return [
+        sys.executable, "-m", "deblur_cli", "train", "--preset", preset,
+        "--data", f"dvd:{data / train_set}", "--val", f"dvd:{data / 'val_other'}",
+        "-o", str(runs / arm), "--cpu-minutes", str(minutes), "--steps", "1000000",
+        "--val-every", "500", "--val-windows", "16", "--ckpt-minutes", "5", "--seed", "0",
+        "--quiet", *flags,
+    ]  # fmt: skip
+
+
+def train_arms(arms: list[str], data: Path, runs: Path, minutes: float, parallel: int,
+               preset: str) -> None:  # fmt: skip
+    """Run the arms, ``parallel`` at a time, one thread each; their logs go to RUNS/ARM.log."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    pending, running = list(arms), []
+    while pending or running:
+        while pending and len(running) < parallel:
+            arm = pending.pop(0)
+            runs.mkdir(parents=True, exist_ok=True)
+            log = open(runs / f"{arm}.log", "w")  # noqa: SIM115 - closed when the run ends
+            command = train_command(arm, data, runs, minutes, preset)
+            print(f"start {arm}: {' '.join(command)}", flush=True)
+            running.append((arm, subprocess.Popen(command, stdout=log, stderr=log, env=env), log))
+        time.sleep(5)
+        for entry in list(running):
+            arm, process, log = entry
+            if process.poll() is not None:
+                log.close()
+                running.remove(entry)
+                print(f"done {arm}: exit {process.returncode}", flush=True)
+
+
+def run_summary(run: Path) -> dict[str, float]:
+    """Steps and CPU minutes the run reached, from its metrics log."""
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    timed = [r for r in records if "cpu_minutes" in r]
+    last = timed[-1] if timed else {"step": 0, "cpu_minutes": 0.0}
+    return {"steps": last["step"], "cpu_minutes": last["cpu_minutes"]}
+
+
+def score(weights: Path, data: Path) -> dict[str, float]:
+    """Gain in Y PSNR over the input on each validation set, whole frames, real engine."""
+    engine = Deblurrer(load_model(str(weights)), device="cpu", threads=1)
+    gains = {}
+    for key, folder in VAL_SETS.items():
+        sequences = find_sequences("dvd", data / folder, split="train")
+        result = run_bench(sequences, {"input": None, "model": engine})
+        gains[key] = result.average("model")["psnr_y"] - result.average("input")["psnr_y"]
+    return gains
+
+
+def report(arms: list[str], data: Path, runs: Path) -> list[dict]:
+    rows = []
+    for arm in arms:
+        weights = runs / arm / "last.safetensors"
+        if not weights.is_file():
+            print(f"{arm}: no {weights}", file=sys.stderr)
+            continue
+        rows.append({"arm": arm, **run_summary(runs / arm), **score(weights, data)})
+    print("| arm | CPU minutes | steps | gain (a) own | gain (b) other | gain (c) sharp |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['arm']} | {r['cpu_minutes']:.1f} | {r['steps']:,} | {r['own']:+.2f} | "
+              f"{r['other']:+.2f} | {r['sharp']:+.2f} |")  # fmt: skip
+    (runs / "harness.json").write_text(json.dumps(rows, indent=1))
+    return rows
+
+
+def reference_input_psnr(data: Path) -> float:
+    """Y PSNR of the blurry centre frames of the validation windows every arm is scored on."""
+    blurry, sharp = fixed_validation_windows([f"dvd:{data / 'val_other'}"], FAST, 16, 256)
+    centre = blurry[:, 0, FAST.frames // 2].numpy()
+    return float(
+        np.mean(
+            [psnr(b, t, data_range=1.0) for b, t in zip(centre, sharp[:, 0].numpy(), strict=True)]
+        )
+    )
+
+
+def plot_curves(arms: list[str], data: Path, runs: Path, path: Path) -> None:
+    """Validation gain on (b) windows against CPU minutes, one line per arm.
+
+    The gain is taken against an input PSNR computed here, not the one each run logged: runs
+    before the hint-plane fix logged a wrong input PSNR for models with motion hints."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    reference = reference_input_psnr(data)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for arm in arms:
+        metrics = runs / arm / "metrics.jsonl"
+        if not metrics.is_file():
+            continue
+        records = [json.loads(line) for line in metrics.read_text().splitlines()]
+        points = [
+            (r.get("cpu_minutes", 0.0), r["val_psnr"] - reference)
+            for r in records
+            if "val_psnr" in r
+        ]
+        ax.plot(*zip(*points, strict=True), marker="o", label=arm)
+    ax.set_xlabel("CPU minutes (one thread)")
+    ax.set_ylabel("gain over input, dB (val_other windows)")
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("arms", nargs="+", choices=list(ARMS))
+    parser.add_argument("--data", type=Path, default=Path("data"))
+    parser.add_argument("--runs", type=Path, default=Path("runs/harness"))
+    parser.add_argument("--minutes", type=float, default=25.0, help="CPU minutes per arm")
+    parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--preset", default="fast")
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--curve", type=Path, default=None, help="write the curves here (PNG)")
+    args = parser.parse_args()
+    if not args.report_only:
+        train_arms(args.arms, args.data, args.runs, args.minutes, args.parallel, args.preset)
+    report(args.arms, args.data, args.runs)
+    if args.curve:
+        plot_curves(args.arms, args.data, args.runs, args.curve)
+
+
+if __name__ == "__main__":
+    main()
