@@ -1,12 +1,13 @@
 """Inference speed and memory of the deblur engine on this machine (not part of the test suite).
 
-    python benchmarks/speed.py [--quick] [--sections network,memory,e2e] [--compile]
+    python benchmarks/speed.py [--quick] [--sections network,memory,e2e,split] [--compile]
 
 Prints, per network config (paper, fast) and frame size: ms per frame, GFLOP/s and the share of
 the machine's own ceiling (bf16 and fp32 matmul rates measured in the same run, so a busy
 machine lowers both), for each precision/layout variant; the error of each variant against the
 fp32 eager reference (Y, 8-bit units); peak RSS for 1080p with default settings and for 100 vs
-1000 streamed frames; and end-to-end `deblur_video` fps vs network-only fps.
+1000 streamed frames; end-to-end `deblur_video` fps vs network-only fps; and (section ``split``,
+not run by default) one file in one process vs split by time across 2 torchrun ranks.
 
 Memory is measured in fresh child processes from the kernel's RSS high-water mark (VmHWM):
 Python-level tracers do not see torch's allocations.
@@ -18,6 +19,7 @@ import argparse
 import copy
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -374,6 +376,62 @@ def e2e_report(frames: int) -> dict:
     }
 
 
+SPLIT_TIMES = re.compile(r"in ([\d.]+) s .*cut pass ([\d.]+) s, wait ([\d.]+) s, join ([\d.]+) s")
+
+
+def timed_command(command: list[str]) -> tuple[float, str]:
+    """Wall-clock seconds of a command (process start and torch import included), its stderr."""
+    began = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return time.perf_counter() - began, done.stderr
+
+
+def split_report(frames: int, model: str) -> dict:
+    """`deblur video` on one 320x180 file: one process vs torchrun with 2 gloo ranks splitting
+    it by time. With 2 cores the point is the cost of splitting (the cut pass, the wait for the
+    slower part, the join), not speed: each rank gets one thread where the single run has two."""
+    import av
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "clip.mp4"
+        synthetic_clip(source, frames, 180, 320)
+        common = ["-m", "deblur_cli", "video", str(source), "--model", model, "--device", "cpu"]
+        one_wall, one_err = timed_command([sys.executable, *common, "-o", f"{tmp}/one.mp4"])
+        torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
+        two_wall, two_err = timed_command([*torchrun, *common, "-o", f"{tmp}/two.mp4"])
+        counts = []
+        for name in ("one.mp4", "two.mp4"):
+            with av.open(f"{tmp}/{name}") as container:
+                counts.append(sum(1 for _ in container.decode(video=0)))
+    match = SPLIT_TIMES.search(two_err)
+    if match is None:
+        raise RuntimeError(f"no split summary in: {two_err}")
+    one_seconds = float(re.search(r"frames in ([\d.]+) s", one_err).group(1))  # type: ignore[union-attr]
+    two_seconds, cut, wait, join = map(float, match.groups())
+    return {
+        "frames": frames,
+        "frames_out": counts,
+        "one_wall": one_wall,
+        "two_wall": two_wall,
+        "one_seconds": one_seconds,
+        "two_seconds": two_seconds,
+        "cut_seconds": cut,
+        "wait_seconds": wait,
+        "join_seconds": join,
+    }
+
+
+def print_split(report: dict) -> None:
+    print(
+        f"\none file split by time (320x180, {report['frames']} frames, frames out "
+        f"{report['frames_out']}): 1 process {report['one_seconds']:.2f} s "
+        f"({report['one_wall']:.2f} s wall), 2 ranks {report['two_seconds']:.2f} s "
+        f"({report['two_wall']:.2f} s wall); overhead on rank 0: cut pass "
+        f"{report['cut_seconds']:.2f} s, waiting for the other part {report['wait_seconds']:.2f} s,"
+        f" join {report['join_seconds']:.3f} s"
+    )
+
+
 # -- report --------------------------------------------------------------------------------------
 
 
@@ -443,6 +501,8 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
     parser.add_argument("--variants", help="comma-separated name fragments to run (default: all)")
     parser.add_argument("--e2e-frames", type=int, default=24)
+    parser.add_argument("--split-frames", type=int, default=96, help="frames for 'split'")
+    parser.add_argument("--split-model", default="dblrnet-fast", help="model for 'split'")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -471,6 +531,9 @@ def main() -> None:
             f"{e2e['e2e_fps']:.3f} fps vs network only {e2e['network_fps']:.3f} fps "
             f"({100 * e2e['ratio']:.0f}%)"
         )
+    if "split" in sections:
+        results["split"] = split_report(args.split_frames, args.split_model)
+        print_split(results["split"])
     print(f"load average at the end {os.getloadavg()}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=float))

@@ -2,12 +2,19 @@
 
 ``torchrun --nproc-per-node N`` starts N copies of a command with RANK/WORLD_SIZE/LOCAL_RANK set.
 Training uses them for DistributedDataParallel; ``deblur video`` with many inputs uses them to
-split the files across processes (one device each) instead of every process doing all of them.
+split the files across processes (one device each) instead of every process doing all of them,
+and with one input to split that video by time (``timesplit.py``).
+
+The collectives here wait in short sleeps instead of blocking: a process blocked inside a
+collective never runs its SIGTERM/Ctrl-C handler (Python runs handlers between bytecodes), so it
+could not remove its partial files when torchrun stops it because a peer failed.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -16,6 +23,7 @@ import torch
 import torch.distributed as dist
 
 T = TypeVar("T")
+POLL_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,59 @@ def threads_per_process(launch: Launch) -> int:
 
 
 def barrier(launch: Launch) -> None:
-    """Wait for every rank (so the launch ends when all files are done)."""
+    """Wait for every rank (so the launch ends when all files are done); signals still work."""
     if launch.distributed and dist.is_initialized():
-        dist.barrier()
+        _wait(dist.barrier(async_op=True))
+
+
+def _wait(work: dist.Work | None) -> None:
+    """Sleep until an asynchronous collective completes; re-raise its error, if any."""
+    if work is None:
+        return
+    while not work.is_completed():
+        time.sleep(POLL_SECONDS)
+    work.wait()
+
+
+def _device() -> torch.device:
+    """Where collective buffers must live: the current GPU under NCCL, else the CPU."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _to_bytes(obj: object, size: int | None = None) -> torch.Tensor:
+    data = pickle.dumps(obj)
+    buffer = torch.zeros(size or len(data), dtype=torch.uint8)
+    buffer[: len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    return buffer.to(_device())
+
+
+def broadcast_object(obj: T, launch: Launch, source: int = 0) -> T:
+    """``obj`` as rank ``source`` has it, on every rank (pickled; like torch's
+    broadcast_object_list, but interruptible)."""
+    if not launch.distributed:
+        return obj
+    mine = _to_bytes(obj) if launch.rank == source else None
+    size = torch.tensor([0 if mine is None else mine.numel()], device=_device())
+    _wait(dist.broadcast(size, source, async_op=True))
+    buffer = mine if mine is not None else torch.empty(int(size), dtype=torch.uint8)
+    buffer = buffer.to(_device())
+    _wait(dist.broadcast(buffer, source, async_op=True))
+    return pickle.loads(buffer.cpu().numpy().tobytes())
+
+
+def all_gather_objects(obj: T, launch: Launch) -> list[T]:
+    """Every rank's ``obj``, in rank order, on every rank (pickled, interruptible)."""
+    if not launch.distributed:
+        return [obj]
+    size = torch.tensor([len(pickle.dumps(obj))], device=_device())
+    sizes = [torch.zeros_like(size) for _ in range(launch.world_size)]
+    _wait(dist.all_gather(sizes, size, async_op=True))
+    longest = max(int(s) for s in sizes)
+    buffers = [torch.zeros(longest, dtype=torch.uint8, device=_device()) for _ in sizes]
+    _wait(dist.all_gather(buffers, _to_bytes(obj, longest), async_op=True))
+    return [
+        pickle.loads(b[: int(s)].cpu().numpy().tobytes())
+        for b, s in zip(buffers, sizes, strict=True)
+    ]

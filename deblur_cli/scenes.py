@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
+from collections.abc import Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -45,16 +46,51 @@ class CutDetector:
         self.recent: deque[float] = deque(maxlen=HISTORY)
 
     def starts_scene(self, plane: np.ndarray) -> bool:
+        return self.judge(self.difference(plane))
+
+    def difference(self, plane: np.ndarray) -> float | None:
+        """How far this plane is from the previous one (None for the first plane)."""
         thumb = thumbnail(plane)
         previous, self.previous = self.previous, thumb
         if previous is None:
+            return None
+        return float(np.abs(thumb - previous).mean())
+
+    def judge(self, difference: float | None) -> bool:
+        """Whether a frame this far from its predecessor starts a scene; updates the history.
+
+        Separate from :meth:`difference` so that differences measured elsewhere (by other
+        processes, each on its own part of a video) give the same decisions as one pass.
+        """
+        if difference is None:
             return False
-        difference = float(np.abs(thumb - previous).mean())
         typical = float(np.median(self.recent)) if self.recent else 0.0
         cut = difference > max(CUT_MIN_DIFFERENCE, CUT_TYPICAL_FACTOR * typical)
         if not cut:
             self.recent.append(difference)
         return cut
+
+
+class ReplayedCuts(CutDetector):
+    """Cut decisions made beforehand, answered in order (the planes themselves are ignored).
+
+    A time-split run measures frame differences on every rank, shares them, and replays one
+    detector over the whole video (:func:`replay_cuts`), so each rank sees the very cuts of a
+    single-process run even though its own detector history would start mid-video.
+    """
+
+    def __init__(self, decisions: Sequence[bool]) -> None:
+        super().__init__()
+        self._decisions = iter(decisions)
+
+    def starts_scene(self, plane: np.ndarray) -> bool:
+        return next(self._decisions)
+
+
+def replay_cuts(differences: Iterable[float | None]) -> list[bool]:
+    """The decisions one :class:`CutDetector` makes for these consecutive frame differences."""
+    detector = CutDetector()
+    return [detector.judge(difference) for difference in differences]
 
 
 def scene_segments(frames: np.ndarray) -> list[tuple[int, int]]:

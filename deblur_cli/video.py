@@ -371,6 +371,18 @@ class VideoWriter:
 
     def _open(self, layout: FrameLayout) -> None:
         """Add the video stream and the copied streams; called with the first frame."""
+        stream = self._add_video_stream(layout)
+        for key in STREAM_TAGS:
+            if key in self.reader.stream.metadata:
+                stream.metadata[key] = self.reader.stream.metadata[key]
+        self.stream = stream
+        self._add_copied_streams()
+        for key, value in self.reader.container.metadata.items():
+            if key.lower() not in MUXER_OWNED_TAGS:
+                self.container.metadata[key] = value
+
+    def _add_video_stream(self, layout: FrameLayout) -> Any:
+        """The encoded video stream, configured to reproduce ``layout``."""
         codec = self.settings.codec or DEFAULT_CODECS.get(self.path.suffix.lower())
         codec = codec or self.container.default_video_codec
         try:
@@ -393,14 +405,7 @@ class VideoWriter:
         stream.options = self._codec_options(codec)
         if layout.display_matrix:
             stream.set_display_matrix(list(layout.display_matrix))
-        for key in STREAM_TAGS:
-            if key in self.reader.stream.metadata:
-                stream.metadata[key] = self.reader.stream.metadata[key]
-        self.stream = stream
-        self._add_copied_streams()
-        for key, value in self.reader.container.metadata.items():
-            if key.lower() not in MUXER_OWNED_TAGS:
-                self.container.metadata[key] = value
+        return stream
 
     def _output_pix_fmt(self, codec: str, width: int, height: int, layout: FrameLayout) -> str:
         """--pix-fmt, else the input's; if the encoder refuses it (odd sizes in 4:2:0 for x264,

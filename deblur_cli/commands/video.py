@@ -11,13 +11,16 @@ from deblur_cli.api import deblur_video, plan_video_jobs
 from deblur_cli.commands.options import engine_options, make_engine, strength_option
 from deblur_cli.commands.progress import Feedback
 from deblur_cli.distributed import (
+    Launch,
     barrier,
     current_launch,
     init_process_group,
     shard,
     threads_per_process,
 )
+from deblur_cli.engine import Deblurrer
 from deblur_cli.estimate import Estimator
+from deblur_cli.timesplit import deblur_video_split
 
 
 @click.command("video")
@@ -39,6 +42,12 @@ from deblur_cli.estimate import Estimator
 @click.option("--pix-fmt", default=None, help="Output pixel format (default: the input's).")
 @click.option("--start", type=click.FloatRange(min=0), default=None, help="Start time (seconds).")
 @click.option("--end", type=click.FloatRange(min=0), default=None, help="End time (seconds).")
+@click.option(
+    "--split-time",
+    is_flag=True,
+    help="Under torchrun, split each video by time across the processes (the default with one "
+    "input; several inputs are otherwise shared out whole).",
+)
 @click.option("--compare", is_flag=True, help="Write input|output side by side.")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @click.option(
@@ -56,6 +65,7 @@ def video_command(
     pix_fmt: str | None,
     start: float | None,
     end: float | None,
+    split_time: bool,
     compare: bool,
     overwrite: bool,
     strict: bool,
@@ -65,17 +75,23 @@ def video_command(
 ) -> None:
     """Deblur video files: same frames, timestamps, audio, colour tags and rotation.
 
-    Under ``torchrun --nproc-per-node N`` the files are split across the N processes.
+    Under ``torchrun --nproc-per-node N`` the files are split across the N processes; one
+    file (or each, with --split-time) is cut by time into N parts that are joined at the end.
     """
     jobs = plan_video_jobs(inputs, output, overwrite)
     launch = current_launch()
+    split = launch.distributed and time_split_wanted(split_time, len(jobs), start, end)
     if launch.distributed:
         init_process_group(launch)
-        jobs = shard(jobs, launch)
+        jobs = jobs if split else shard(jobs, launch)
         if engine.get("threads") is None:
             engine["threads"] = threads_per_process(launch)
     deblurrer = make_engine(**engine)  # type: ignore[arg-type]
     feedback = Feedback(quiet)
+    if split:
+        encoding = {"codec": codec, "crf": crf, "preset": preset, "pix_fmt": pix_fmt}
+        _split_jobs(jobs, deblurrer, launch, feedback, compare, overwrite, encoding)
+        return
     estimator = Estimator(deblurrer, str(engine["model"]))
     for source, destination in jobs:
         feedback.upfront(partial(estimator.video, source, start, end))
@@ -98,3 +114,43 @@ def video_command(
             )
         feedback.report(summary)
     barrier(launch)
+
+
+def time_split_wanted(explicit: bool, inputs: int, start: float | None, end: float | None) -> bool:
+    """Split by time (under torchrun) when asked, or when one input would leave ranks idle.
+
+    --start/--end keep the per-file path: which audio packets a cut range keeps depends on how
+    one demuxer pass meets them, which parts decoded apart could not reproduce exactly.
+    """
+    if start is not None or end is not None:
+        if explicit:
+            raise click.UsageError("--split-time cannot be combined with --start/--end")
+        return False
+    return explicit or inputs == 1
+
+
+def _split_jobs(
+    jobs: list[tuple[Path, Path]],
+    deblurrer: Deblurrer,
+    launch: Launch,
+    feedback: Feedback,
+    compare: bool,
+    overwrite: bool,
+    encoding: dict,
+) -> None:
+    """Every rank takes its time part of every file in turn; rank 0 reports each joined file."""
+    for source, destination in jobs:
+        label = f"{source.name} (part {launch.rank + 1}/{launch.world_size})"
+        with feedback.task(label) as progress:
+            summary = deblur_video_split(
+                source,
+                destination,
+                deblurrer,
+                launch,
+                compare=compare,
+                overwrite=overwrite,
+                progress=progress,
+                **encoding,
+            )
+        if summary is not None:
+            feedback.report(summary)
