@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import av
 import cv2
 import numpy as np
 
@@ -168,7 +169,10 @@ class VideoFrames:
         with VideoReader(self.path) as reader:
             if seek:
                 target = int((self._origin + seek) / reader.time_base)
-                reader.container.seek(target, stream=reader.stream, backward=True)
+                try:
+                    reader.container.seek(target, stream=reader.stream, backward=True)
+                except av.FFmpegError:  # an unseekable file: decode from the start instead
+                    reader.container.seek(0, stream=reader.stream)
             for item in reader.frames():
                 seconds = item.seconds
                 time = seconds - self._origin if seconds is not None else item.index * self.interval
@@ -263,7 +267,8 @@ def blurriest(frames: Iterator[tuple[float, np.ndarray]]) -> float:
 
 def window_of(frames: list[Frame], centre: int, size: int) -> np.ndarray:
     """The network's window for ``frames[centre]``: neighbours beyond the list, or of another
-    size (a new sequence in a folder), are replaced by the nearest usable one, as in a run."""
+    size (a new sequence in a folder), are replaced by the nearest usable one, as in a run.
+    Scene cuts are not looked for: a cut needs the history before it to be told from motion."""
     shape = frames[centre].luma.shape
     first = last = centre
     while first > 0 and frames[first - 1].luma.shape == shape:
