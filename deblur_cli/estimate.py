@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -54,10 +54,14 @@ class RunEstimate:
     tiles: int
     seconds_per_frame: float
     faster: Speedup | None = None
+    processes: int = 1  # a torchrun time split: the frames are shared out, the parts run at once
 
     @property
     def total_seconds(self) -> float | None:
-        return None if self.frames is None else self.frames * self.seconds_per_frame
+        """Wall time: each of ``processes`` parts restores its share of the frames at once."""
+        if self.frames is None:
+            return None
+        return self.frames * self.seconds_per_frame / self.processes
 
     def line(self) -> str:
         """One line: what runs where, the measured rate, and the whole-input total."""
@@ -69,6 +73,8 @@ class RunEstimate:
         )
         total = self.total_seconds
         text = head if total is None else f"{head}, about {format_duration(total)} in all"
+        if self.processes > 1:
+            text += f" over {self.processes} processes"
         if self.faster is not None:
             speed = self.faster
             text += f"; --model {speed.model} measured {speed.factor:.1f}x faster here"
@@ -246,14 +252,15 @@ class Estimator:
         self._rates: dict[tuple[int, int], float] = {}
         self._factors: dict[tuple[int, int], float | None] = {}
 
-    def for_luma(self, luma: np.ndarray, frames: int | None) -> RunEstimate:
-        """The estimate for ``frames`` frames like ``luma``."""
+    def for_luma(self, luma: np.ndarray, frames: int | None, processes: int = 1) -> RunEstimate:
+        """The estimate for ``frames`` frames like ``luma``, shared by ``processes`` ranks."""
         shape = luma.shape
         window = np.repeat(luma[None], self.engine.window, axis=0)
         if shape not in self._rates:
             self._rates[shape] = time_window(self.engine, window)[1]
         rate = self._rates[shape]
         estimate = base_estimate(self.engine, shape, frames, self.model, rate)
+        estimate = replace(estimate, processes=processes)
         if not needs_faster(estimate):
             return estimate
         if shape not in self._factors:
@@ -261,10 +268,15 @@ class Estimator:
         return with_speedup(estimate, self._factors[shape])
 
     def video(
-        self, source: Path, start: float | None = None, end: float | None = None
+        self,
+        source: Path,
+        start: float | None = None,
+        end: float | None = None,
+        processes: int = 1,
     ) -> RunEstimate | None:
+        """``processes``: the ranks a torchrun time split shares the video between."""
         found = first_video_luma(source, start, end)
-        return None if found is None else self.for_luma(*found)
+        return None if found is None else self.for_luma(*found, processes)
 
     def folder(self, folder: Path) -> RunEstimate | None:
         found = first_folder_luma(folder)

@@ -16,6 +16,7 @@ from typing import TypeVar
 import numpy as np
 
 from deblur_cli.engine import Deblurrer
+from deblur_cli.scenes import CutDetector
 
 Payload = TypeVar("Payload")
 
@@ -42,16 +43,20 @@ def blend(source: np.ndarray, restored: np.ndarray, strength: float) -> np.ndarr
 
 
 def restore_with_strength(
-    engine: Deblurrer, frames: Iterable[tuple[Payload, np.ndarray]], strength: float = 1.0
+    engine: Deblurrer,
+    frames: Iterable[tuple[Payload, np.ndarray]],
+    strength: float = 1.0,
+    cuts: CutDetector | None = None,
 ) -> Iterator[tuple[Payload, np.ndarray]]:
-    """``engine.stream(frames)`` with each restored plane blended with its input plane.
+    """``engine.stream(frames, cuts)`` with each restored plane blended with its input plane.
 
     The engine yields one output per input, in order, so the inputs still waiting for their
     output are kept in a queue (no longer than the engine's own window plus one batch).
+    ``cuts`` is passed on to the engine (a time-split part's replayed detector).
     """
     strength = check_strength(strength)
     if strength == 1.0:
-        yield from engine.stream(frames)
+        yield from engine.stream(frames, cuts)
         return
     waiting: deque[np.ndarray] = deque()
 
@@ -60,5 +65,5 @@ def restore_with_strength(
             waiting.append(plane)
             yield payload, plane
 
-    for payload, restored in engine.stream(remembered()):
+    for payload, restored in engine.stream(remembered(), cuts):
         yield payload, blend(waiting.popleft(), restored, strength)

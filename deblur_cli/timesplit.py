@@ -51,6 +51,7 @@ from deblur_cli.distributed import Launch, all_gather_objects, barrier, broadcas
 from deblur_cli.engine import Deblurrer
 from deblur_cli.errors import InvalidMediaError, OutputError, PartialDecodeError
 from deblur_cli.scenes import CutDetector, ReplayedCuts, replay_cuts
+from deblur_cli.strength import check_strength, restore_with_strength
 from deblur_cli.video import (
     EncodeSettings,
     FrameLayout,
@@ -239,8 +240,10 @@ def restore_part(
     settings: EncodeSettings,
     cuts: list[bool] | None,
     progress: Progress | None = None,
+    strength: float = 1.0,
 ) -> int:
-    """Restore this part's frames into ``path``; returns the frames written."""
+    """Restore this part's frames into ``path``; returns the frames written. ``strength`` as
+    for :func:`deblur_video` (each frame is blended with its own input, so parts stay exact)."""
     first, stop = plan.bounds(part)
     radius = engine.window // 2
     start, end = max(first - radius, 0), min(stop + radius, len(plan.pts))
@@ -248,7 +251,8 @@ def restore_part(
     with PartReader(source, plan, start, end) as reader:
         writer = VideoWriter(path, reader, settings, name=f"part {part} of {plan.parts}")
         try:
-            _encode_own_frames(reader, writer, engine, detector, range(first, stop), progress)
+            own = range(first, stop)
+            _encode_own_frames(reader, writer, engine, detector, own, progress, strength)
             writer.finish([])
         except BaseException:
             writer.abort()
@@ -263,6 +267,7 @@ def _encode_own_frames(
     detector: CutDetector | None,
     own: range,
     progress: Progress | None,
+    strength: float = 1.0,
 ) -> None:
     """Decode thread -> engine -> encode thread, as a single run, dropping context frames."""
     layout = reader.layout
@@ -278,7 +283,7 @@ def _encode_own_frames(
         BackgroundReader(unit_planes(reader), name="decode") as frames,
         BackgroundWriter(encode) as sink,
     ):
-        for pair in engine.stream(frames, detector):
+        for pair in restore_with_strength(engine, frames, strength, detector):
             sink.put(pair)
         sink.finish()
 
@@ -395,6 +400,7 @@ def deblur_video_split(
     pix_fmt: str | None = None,
     compare: bool = False,
     overwrite: bool = False,
+    strength: float = 1.0,
     progress: Progress | None = None,
 ) -> Summary | None:
     """:func:`deblur_video` with the work split by time across the ranks of ``launch``.
@@ -402,6 +408,7 @@ def deblur_video_split(
     Every rank calls it; rank 0 returns the summary of the whole file, the others None. A video
     that cannot be split (frames without timestamps) is done by rank 0 alone.
     """
+    strength = check_strength(strength)
     source = check_input_file(source)
     destination = Path(destination) if destination else default_video_output(source)
     check_output_file(source, destination, overwrite)
@@ -413,7 +420,7 @@ def deblur_video_split(
         if not isinstance(plan, SplitPlan):
             why = f"{source} is not split by time: {plan}; rank 0 does it alone"
             return _one_rank(
-                source, destination, engine, launch, settings, overwrite, progress, why
+                source, destination, engine, launch, settings, overwrite, strength, progress, why
             )
         paths = [plan.part_path(destination, part) for part in range(plan.parts)]
         mine = paths[launch.rank : launch.rank + 1]
@@ -424,7 +431,9 @@ def deblur_video_split(
             first, stop = plan.bounds(launch.rank)
             if stop > first:
                 reserve(mine[0])
-                restore_part(source, mine[0], plan, launch.rank, engine, settings, cuts, progress)
+                restore_part(
+                    source, mine[0], plan, launch.rank, engine, settings, cuts, progress, strength
+                )
             wait_began = time.perf_counter()
             barrier(launch)
             if launch.rank != 0:
@@ -468,6 +477,7 @@ def _one_rank(
     launch: Launch,
     settings: EncodeSettings,
     overwrite: bool,
+    strength: float,
     progress: Progress | None,
     why: str,
 ) -> Summary | None:
@@ -484,6 +494,7 @@ def _one_rank(
             pix_fmt=settings.pix_fmt,
             compare=settings.compare,
             overwrite=overwrite,
+            strength=strength,
             progress=progress,
         )
         summary = dataclasses.replace(summary, warnings=(*summary.warnings, why))

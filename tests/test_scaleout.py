@@ -21,9 +21,11 @@ from conftest import pattern_planes, planes_to_frame, read_clip
 
 from deblur_cli.api import atomic_file, deblur_video
 from deblur_cli.color import luma_to_unit
-from deblur_cli.commands.video import time_split_wanted
+from deblur_cli.commands.progress import Feedback
+from deblur_cli.commands.video import _split_jobs, time_split_wanted
 from deblur_cli.distributed import Launch, shard, threads_per_process
 from deblur_cli.engine import Deblurrer
+from deblur_cli.estimate import Estimator
 from deblur_cli.scenes import CutDetector, replay_cuts
 from deblur_cli.timesplit import SplitPlan, join_parts, make_plan, part_differences, restore_part
 from deblur_cli.video import EncodeSettings
@@ -74,7 +76,12 @@ def tiny_engine(model_path: Path) -> Deblurrer:
 
 
 def split_in_one_process(
-    source: Path, destination: Path, engine: Deblurrer, parts: int, settings: EncodeSettings
+    source: Path,
+    destination: Path,
+    engine: Deblurrer,
+    parts: int,
+    settings: EncodeSettings,
+    strength: float = 1.0,
 ) -> None:
     """What the ranks of a time-split run do, one after another (no process group needed)."""
     plan = make_plan(source, parts)
@@ -85,7 +92,7 @@ def split_in_one_process(
     for part in range(parts):
         if plan.bounds(part)[0] < plan.bounds(part)[1]:
             written.append(plan.part_path(destination, part))
-            restore_part(source, written[-1], plan, part, engine, settings, cuts)
+            restore_part(source, written[-1], plan, part, engine, settings, cuts, None, strength)
     with atomic_file(destination) as temporary:
         join_parts(source, written, temporary, plan, str(destination))
     for path in written:
@@ -171,6 +178,74 @@ def test_split_windows_equal_single_run_across_scene_cuts(
     assert_same_video(tmp_path / "one.mp4", tmp_path / "many.mp4")
 
 
+@pytest.mark.parametrize("strength", [0.0, 0.5])
+def test_split_parts_apply_strength_like_a_single_run(
+    tmp_path: Path, tiny_model_path: Path, strength: float
+) -> None:
+    """Lossless: --strength blends every part's frames as a single run does; at 0 the joined
+    file's luma is the input's, bit for bit (the parts once ignored the strength)."""
+    source = scene_clip(tmp_path / "scenes.mp4", frames=10, cuts=(6,))
+    engine = tiny_engine(tiny_model_path)
+    single, split = tmp_path / "one.mp4", tmp_path / "many.mp4"
+    deblur_video(source, single, engine, crf=0, strength=strength)
+    split_in_one_process(source, split, engine, 3, EncodeSettings(crf=0), strength=strength)
+    assert_same_video(single, split)
+    same = [
+        np.array_equal(a[0], b[0])
+        for a, b in zip(read_clip(source).planes, read_clip(split).planes, strict=True)
+    ]
+    assert all(same) if strength == 0.0 else not any(same)
+
+
+def test_split_command_passes_strength_and_prints_the_estimate(
+    tmp_path: Path, tiny_model_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The split path of `deblur video` (one rank here, no process group): the estimate line
+    comes before the summary, and --strength 0 gives back the input's luma exactly."""
+    source = scene_clip(tmp_path / "scenes.mp4", frames=6, cuts=())
+    engine = tiny_engine(tiny_model_path)
+    out = tmp_path / "out.mp4"
+    options = {"crf": 0, "preset": "ultrafast", "strength": 0.0}
+    _split_jobs([(source, out)], engine, Launch(), Feedback(), Estimator(engine, "tiny"), **options)
+    estimate, summary = capsys.readouterr().err.strip().splitlines()
+    assert estimate.startswith("tiny on cpu (fp32): 6 frames 64x48, 1 tile, ")
+    assert estimate.endswith(" in all") and summary.startswith(f"{source} -> ")
+    for before, after in zip(read_clip(source).planes, read_clip(out).planes, strict=True):
+        np.testing.assert_array_equal(after[0], before[0])
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+@pytest.mark.parametrize("quiet", [False, True])
+def test_split_estimate_once_on_rank_zero_for_all_processes(
+    tmp_path: Path,
+    tiny_model_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    rank: int,
+    quiet: bool,
+) -> None:
+    """Under torchrun only rank 0 measures and prints, the total is the wall time of the
+    parts running at once, and --quiet prints nothing (the split itself is stubbed out)."""
+    source = scene_clip(tmp_path / "scenes.mp4", frames=6, cuts=())
+    engine = tiny_engine(tiny_model_path)
+    calls: list[dict] = []
+
+    def split(*args: object, **options: object) -> None:
+        calls.append(options)
+
+    monkeypatch.setattr("deblur_cli.commands.video.deblur_video_split", split)
+    launch = Launch(rank=rank, world_size=2)
+    estimator = Estimator(engine, "tiny")
+    _split_jobs([(source, tmp_path / "o.mp4")], engine, launch, Feedback(quiet), estimator)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(calls) == 1
+    if rank == 0 and not quiet:
+        assert len(lines) == 1 and lines[0].startswith("tiny on cpu (fp32): 6 frames ")
+        assert lines[0].endswith(" in all over 2 processes")
+    else:
+        assert lines == []
+
+
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
 def test_joined_b_frames_keep_vfr_timestamps_and_audio(
     clip_factory: Callable[..., Path], tiny_model_path: Path, tmp_path: Path, suffix: str
@@ -205,6 +280,7 @@ def test_torchrun_two_ranks_split_one_clip_like_one_process(
     done = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stderr.count("2 parts") == 2, done.stderr  # rank 0 reports each file once
+    assert done.stderr.count(" in all over 2 processes") == 2, done.stderr  # and estimates it
     assert sorted(p.name for p in out.iterdir()) == ["short.mp4", "vfr.mp4"]  # no part left
     engine = tiny_engine(tiny_model_path)
     for source in (vfr, short):

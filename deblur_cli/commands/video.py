@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -88,11 +89,12 @@ def video_command(
             engine["threads"] = threads_per_process(launch)
     deblurrer = make_engine(**engine)  # type: ignore[arg-type]
     feedback = Feedback(quiet)
+    estimator = Estimator(deblurrer, str(engine["model"]))
     if split:
         encoding = {"codec": codec, "crf": crf, "preset": preset, "pix_fmt": pix_fmt}
-        _split_jobs(jobs, deblurrer, launch, feedback, compare, overwrite, encoding)
+        options = {"compare": compare, "overwrite": overwrite, "strength": strength}
+        _split_jobs(jobs, deblurrer, launch, feedback, estimator, **encoding, **options)
         return
-    estimator = Estimator(deblurrer, str(engine["model"]))
     for source, destination in jobs:
         feedback.upfront(partial(estimator.video, source, start, end))
         with feedback.task(source.name) as progress:
@@ -134,23 +136,19 @@ def _split_jobs(
     deblurrer: Deblurrer,
     launch: Launch,
     feedback: Feedback,
-    compare: bool,
-    overwrite: bool,
-    encoding: dict,
+    estimator: Estimator,
+    **options: Any,
 ) -> None:
-    """Every rank takes its time part of every file in turn; rank 0 reports each joined file."""
+    """Every rank takes its time part of every file in turn; rank 0 prints each file's
+    estimate (the ranks' parts run at once) and reports each joined file. ``options`` are
+    :func:`deblur_video_split`'s keywords (encoding, compare, overwrite, strength)."""
     for source, destination in jobs:
+        if launch.rank == 0:
+            feedback.upfront(partial(estimator.video, source, processes=launch.world_size))
         label = f"{source.name} (part {launch.rank + 1}/{launch.world_size})"
         with feedback.task(label) as progress:
             summary = deblur_video_split(
-                source,
-                destination,
-                deblurrer,
-                launch,
-                compare=compare,
-                overwrite=overwrite,
-                progress=progress,
-                **encoding,
+                source, destination, deblurrer, launch, progress=progress, **options
             )
         if summary is not None:
             feedback.report(summary)
