@@ -376,7 +376,7 @@ class Deblurrer(Generic[Payload]):
         if threads:
             torch.set_num_threads(threads)
         self.model: torch.nn.Module
-        if type(model).forward is DBLRNet.forward:
+        if type(model).forward is DBLRNet.forward and model.config.body == "plain":
             self.model = InferenceNet(model, self.dtype).to(self.device).eval()
             self.kernels = "onednn" if self.model.use_onednn() else "aten"
         else:  # a subclass with its own forward: run it as it is

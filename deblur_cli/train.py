@@ -77,6 +77,7 @@ class TrainOptions:
     norm: str = "batch"  # "none": no BatchNorm (a recorded deviation, see DBLRNetConfig)
     motion_hints: bool = False  # DIS-flow motion planes as extra input (deblur_cli/motion.py)
     align: bool = False  # neighbours warped onto the centre frame by DIS flow
+    body: str = "plain"  # "unet": residual blocks at 1/2 and 1/4 resolution (experimental)
     init: str | None = None  # weights to start from (the GAN stage starts from content weights)
     steps: int = 1000
     batch: int = 4
@@ -149,6 +150,7 @@ class TrainOptions:
             norm=self.norm,
             motion_hints=self.motion_hints,
             align=self.align,
+            body=self.body,
         )
 
 

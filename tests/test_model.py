@@ -101,3 +101,37 @@ def test_batchnorm_folding_is_exact_in_fp32() -> None:
 def test_discriminator_outputs_two_logits_for_any_crop() -> None:
     d = Discriminator(width_scale=0.125, fc_width=32)
     assert d(torch.rand(3, 1, 64, 48)).shape == (3, 2)
+
+
+UNET = DBLRNetConfig(first_width=4, width=8, blocks=3, head_width=8, norm="none", body="unet")
+
+
+@pytest.mark.parametrize("size", [(37, 50), (64, 64)])
+def test_unet_body_keeps_any_frame_size_and_runs_in_the_engine(size: tuple[int, int]) -> None:
+    from deblur_cli.engine import Deblurrer
+
+    model = DBLRNet(UNET).eval()
+    window = torch.rand(1, 1, 5, *size)
+    expected = model(window)[:, 0].detach().numpy()
+    restored = Deblurrer(model, device="cpu", precision="fp32").run_windows(window[:, 0].numpy())
+    assert restored.shape == (1, *size)
+    assert float(abs(restored - expected).max()) < 1e-5
+
+
+def test_unet_receptive_radius_covers_its_reach() -> None:
+    model = DBLRNet(UNET).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1)  # no dead paths: every weight positive
+    x = torch.zeros(1, 1, 5, 96, 96, requires_grad=True)
+    model(x)[0, 0, 48, 48].backward()
+    rows, cols = torch.nonzero(x.grad[0, 0].abs().sum(0) > 0, as_tuple=True)
+    reach = max(
+        48 - int(rows.min()), int(rows.max()) - 48, 48 - int(cols.min()), int(cols.max()) - 48
+    )
+    assert reach <= UNET.receptive_radius
+
+
+def test_unet_needs_no_batchnorm() -> None:
+    with pytest.raises(ValueError):
+        DBLRNetConfig(body="unet")

@@ -34,8 +34,9 @@ from deblur_cli.metrics import gradient_magnitude, mean_abs_change, psnr
 from deblur_cli.weights import load_model
 
 VAL_SETS = {
-    "val_other": "PSF blur (a process not used in training), validation sources",
-    "val_own": "camera shake like training, validation sources and seeds",
+    "val_other": "(b) PSF blur, a process not used in training; validation sequences",
+    "val_own": "(a) camera shake like training; validation sequences and seeds",
+    "val_sharp": "(c) sharp frames, light JPEG, no blur: a model must leave them alone",
 }
 # Tables of the general scripts (this one, ablation.py, fit_check.py): results, not run logs.
 RESULTS = Path("docs/results")

@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from deblur_cli.models.dblrnet import NORMS
+from deblur_cli.models.dblrnet import BODIES, NORMS
 from deblur_cli.train import (
     OPTIMIZERS,
     PRESETS,
@@ -113,6 +113,13 @@ def default(name: str) -> object:
     help="Give the network the centre frame's motion (DIS optical flow) as two extra planes.",
 )
 @click.option("--align", is_flag=True, help="Warp the neighbours onto the centre frame (DIS).")
+@click.option(
+    "--body",
+    type=click.Choice(BODIES),
+    default=default("body"),
+    show_default=True,
+    help="unet: residual blocks at 1/2 and 1/4 resolution, 4x the reach (needs --norm none).",
+)
 @click.option(
     "--optimizer", type=click.Choice(OPTIMIZERS), default=default("optimizer"), show_default=True
 )

@@ -20,6 +20,7 @@ from torch import nn
 
 ARCHS = ("3d", "multi", "single")
 NORMS = ("batch", "none")
+BODIES = ("plain", "unet")
 HINT_PLANES = 2  # motion hints: the centre frame's motion (dx, dy), see deblur_cli/motion.py
 
 
@@ -44,12 +45,21 @@ class DBLRNetConfig:
     motion_hints: bool = False
     # Neighbours warped onto the centre frame by optical flow before the network sees them.
     align: bool = False
+    # "unet": the residual blocks run at 1/2 and 1/4 resolution with 2x and 4x the channels
+    # (same multiply-adds per block, 4x the reach), joined back by pixel shuffle. Experimental:
+    # it runs on the engine's general path, and tiled output is exact only on tile offsets that
+    # are multiples of 4.
+    body: str = "plain"
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
         if self.norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
+        if self.body not in BODIES:
+            raise ValueError(f"body must be one of {BODIES}, got {self.body!r}")
+        if self.body == "unet" and (self.norm != "none" or self.blocks < 3):
+            raise ValueError("the unet body needs norm='none' and at least 3 blocks")
         if (self.motion_hints or self.align) and self.frames < 3:
             raise ValueError("motion hints and alignment need neighbour frames (frames >= 3)")
         if self.frames % 2 == 0 or not 1 <= self.frames <= 11:
@@ -76,8 +86,13 @@ class DBLRNetConfig:
 
     @property
     def receptive_radius(self) -> int:
-        """Pixels on each side that influence one output pixel (one per 3x3 conv)."""
-        return self.conv_layers
+        """Pixels on each side that influence one output pixel (one per 3x3 conv at full
+        resolution, two at half, four at quarter)."""
+        if self.body == "plain":
+            return self.conv_layers
+        outer, inner = unet_split(self.blocks)
+        body = 1 + 2 * 2 * outer + 2 + 4 * 2 * inner + 4 + 2 * 2 * outer + 2
+        return 2 + body + 2 + 3 + 4  # + 4: the phase of the stride-4 grid
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -90,6 +105,12 @@ class DBLRNetConfig:
         if unknown:
             raise ValueError(f"unknown model config keys: {sorted(unknown)}")
         return cls(**data)
+
+
+def unet_split(blocks: int) -> tuple[int, int]:
+    """Blocks at half resolution (on each side) and at quarter resolution of the unet body."""
+    outer = blocks // 3
+    return outer, blocks - 2 * outer
 
 
 PAPER = DBLRNetConfig()
@@ -154,6 +175,40 @@ class ResidualBlock(nn.Module):
         return x + self.bn2(self.conv2(y))
 
 
+class UShapedBody(nn.Module):
+    """The residual body at 1/2 and 1/4 resolution: strided convs down, pixel shuffle up, with
+    a skip at each level. Each block costs what a full-resolution block of ``width`` costs
+    (2x channels at 1/4 the pixels), but sees 2x or 4x as far: blur is long-range."""
+
+    def __init__(self, width: int, blocks: int) -> None:
+        super().__init__()
+        outer, inner = unet_split(blocks)
+        self.down1 = nn.Conv2d(width, 2 * width, 3, stride=2, padding=1)
+        self.enc1 = nn.Sequential(*(ResidualBlock(2 * width, "none") for _ in range(outer)))
+        self.down2 = nn.Conv2d(2 * width, 4 * width, 3, stride=2, padding=1)
+        self.mid = nn.Sequential(*(ResidualBlock(4 * width, "none") for _ in range(inner)))
+        self.up2 = conv3x3(4 * width, 8 * width)  # -> 2 * width after pixel shuffle
+        self.dec1 = nn.Sequential(*(ResidualBlock(2 * width, "none") for _ in range(outer)))
+        self.up1 = conv3x3(2 * width, 4 * width)  # -> width after pixel shuffle
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        pad_h, pad_w = -height % 4, -width % 4
+        padded = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
+        level1 = self.enc1(F.relu(self.down1(padded)))
+        y = self.mid(F.relu(self.down2(level1)))
+        y = self.dec1(level1 + F.pixel_shuffle(self.up2(y), 2))
+        y = padded + F.pixel_shuffle(self.up1(y), 2)
+        return y[..., :height, :width]
+
+    def macs_per_pixel(self, width: int, blocks: int) -> int:
+        outer, inner = unet_split(blocks)
+        half, quarter = 9 * (2 * width) ** 2 // 4, 9 * (4 * width) ** 2 // 16
+        resample = 9 * width * 2 * width // 4 + 9 * 2 * width * 4 * width // 16
+        resample += 9 * 4 * width * 8 * width // 16 + 9 * 2 * width * 4 * width // 4
+        return 2 * outer * 2 * half + 2 * inner * quarter + resample
+
+
 class DBLRNet(nn.Module):
     """The generator: temporal front end (L1, L2), 14 residual blocks, L31..L35."""
 
@@ -171,7 +226,11 @@ class DBLRNet(nn.Module):
             self.l1 = conv3x3(c.input_planes, c.first_width)
             self.l2 = conv3x3(c.first_width, c.width)
             self.hint = None
-        self.blocks = nn.Sequential(*(ResidualBlock(c.width, c.norm) for _ in range(c.blocks)))
+        self.blocks: nn.Module
+        if c.body == "unet":
+            self.blocks = UShapedBody(c.width, c.blocks)
+        else:
+            self.blocks = nn.Sequential(*(ResidualBlock(c.width, c.norm) for _ in range(c.blocks)))
         bias = c.norm == "none"
         self.l31 = conv3x3(c.width, c.width, bias=bias)
         self.bn31 = norm_layer(c.norm, c.width)
@@ -224,6 +283,8 @@ class DBLRNet(nn.Module):
         if c.arch == "3d" and c.motion_hints:
             front += 9 * (c.input_planes - c.frames) * c.first_width
         body = (2 * c.blocks + 2) * 9 * c.width * c.width
+        if isinstance(self.blocks, UShapedBody):
+            body = 2 * 9 * c.width * c.width + self.blocks.macs_per_pixel(c.width, c.blocks)
         head = 9 * c.width * c.head_width + 9 * c.head_width**2 + 9 * c.head_width
         return front + body + head
 
@@ -234,9 +295,8 @@ def fold_batchnorm(model: DBLRNet) -> DBLRNet:
     Inference then runs one fused conv instead of conv + normalisation: fewer memory passes.
     Exact in fp32 up to rounding.
     """
-    pairs = [(b.conv1, "bn1", b) for b in model.blocks] + [
-        (b.conv2, "bn2", b) for b in model.blocks
-    ]
+    blocks = [m for m in model.modules() if isinstance(m, ResidualBlock)]
+    pairs = [(b.conv1, "bn1", b) for b in blocks] + [(b.conv2, "bn2", b) for b in blocks]
     pairs += [(model.l31, "bn31", model), (model.l32, "bn32", model)]
     for conv, bn_name, owner in pairs:
         bn = getattr(owner, bn_name)
