@@ -5,6 +5,8 @@ Outputs (DVD layout, never committed):
   data/train_moderate  camera shake + moving objects + frame averaging over real footage
                        (corpus training sequences); blur 0..14 px at 256 px (the 720p range
                        scaled, no floor), a quarter of the clips nearly static
+  data/train_sharp     sharp and nearly sharp clips (< 1 px blur), light noise and JPEG: what
+                       the network must leave alone (added to training after the harness)
   data/train_broad     the same content with the session 1-5 recipe's blur (floor 32 px: up to
                        32 px at 256 px, about 90 px at 720p)
   data/val_own         (a) camera shake like train_moderate, corpus validation sequences
@@ -43,10 +45,24 @@ VAL_OTHER = replace(MODERATE, static_clip_prob=0.0, psf_blur_px_720=(4.0, 40.0))
 SHARP = replace(
     BlurRanges.static_clean(), codec_probs=(0.0, 1.0, 0.0), jpeg_quality=(85, 95), **CONTENT
 )
+# Sharp and nearly sharp clips (under a pixel of blur) with light noise and compression: the
+# network must see in training that such frames are to be left alone. Training sequences only.
+NEARLY_SHARP = replace(
+    BlurRanges.static_clean(),
+    blur_px_720=(0.0, 3.0),
+    gain=(0.7, 1.4),
+    noise_free_prob=0.6,
+    shot_noise=(1e-5, 3e-4),
+    read_noise=(1e-4, 1e-3),
+    codec_probs=(0.4, 0.6, 0.0),
+    jpeg_quality=(70, 95),
+    **CONTENT,
+)
 SETS = {
     # name: (split, process, clips, frames, seed, ranges)
     "train_moderate": ("train", "mixed", 300, 10, 1, MODERATE),
     "train_broad": ("train", "mixed", 300, 10, 1, BROAD),
+    "train_sharp": ("train", "shake", 100, 10, 7, NEARLY_SHARP),
     "val_own": ("val", "shake", 16, 7, 3000, replace(MODERATE, static_clip_prob=0.0)),
     "val_other": ("val", "psf", 16, 7, 2000, VAL_OTHER),
     "val_sharp": ("val", "shake", 8, 7, 5000, SHARP),
