@@ -207,3 +207,14 @@ def make_audio_only(path: Path) -> Path:
         container.mux(stream.encode(frame))
         container.mux(stream.encode())
     return path
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three tiny synthetic clips in the DVD layout, for real (tiny) training runs."""
+    from deblur_cli.synth import bundled_sources, synthesize_dataset, write_dataset
+
+    root = tmp_path_factory.mktemp("train_data")
+    clips = synthesize_dataset(bundled_sources("train"), 3, 5, (48, 48), seed=1, process="shake")
+    write_dataset(clips, root, layout="dvd")
+    return root

@@ -15,7 +15,6 @@ from deblur_cli.datasets import WindowDataset, find_sequences
 from deblur_cli.engine import Deblurrer
 from deblur_cli.models import TINY, DBLRNet, DBLRNetConfig
 from deblur_cli.motion import HINT_SCALE, aligned, motion_hints, prepare_window, window_preparer
-from deblur_cli.synth import bundled_sources, synthesize_dataset, write_dataset
 from deblur_cli.train import Trainer, TrainOptions
 from deblur_cli.weights import load_model, save_model
 
@@ -95,14 +94,6 @@ def test_old_configs_without_the_new_keys_still_load() -> None:
     legacy = '{"arch": "3d", "first_width": 4, "frames": 5, "global_residual": true, ' \
         '"head_width": 8, "width": 8, "blocks": 1}'  # fmt: skip
     assert DBLRNetConfig.from_json(legacy) == TINY
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("motion_data")
-    clips = synthesize_dataset(bundled_sources("train"), 2, 5, (48, 48), seed=3, process="shake")
-    write_dataset(clips, root, layout="dvd")
-    return root
 
 
 def test_training_windows_carry_the_motion_planes(dataset: Path) -> None:

@@ -14,17 +14,8 @@ from safetensors.torch import load_file
 
 from deblur_cli.cli import main
 from deblur_cli.errors import DeblurError
-from deblur_cli.synth import bundled_sources, synthesize_dataset, write_dataset
 from deblur_cli.train import Trainer, TrainOptions, charbonnier, recalibrate_batchnorm
 from deblur_cli.weights import load_model
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("train_data")
-    clips = synthesize_dataset(bundled_sources("train"), 3, 5, (48, 48), seed=1, process="shake")
-    write_dataset(clips, root, layout="dvd")
-    return root
 
 
 def options(dataset: Path, out: Path, **extra: object) -> TrainOptions:
