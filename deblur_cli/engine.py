@@ -383,6 +383,7 @@ class Deblurrer(Generic[Payload]):
             self.model = ReferenceNet(model, self.dtype).to(self.device).eval()
             self.kernels = "reference"
         self.macs_per_pixel = model.macs_per_pixel()
+        self.prepare = window_preparer(self.config)  # flow inputs, for models that take them
         self.compile = compile
         self._compiled: torch.nn.Module | None = None
         self._frames_done = 0
@@ -442,9 +443,8 @@ class Deblurrer(Generic[Payload]):
         """
         if windows.ndim != 4 or windows.shape[1] != self.window:
             raise ValueError(f"expected B x {self.window} x H x W, got {windows.shape}")
-        prepare = window_preparer(self.config)
-        if prepare is not None:
-            windows = np.stack([prepare(w) for w in windows])
+        if self.prepare is not None:
+            windows = np.stack([self.prepare(w) for w in windows])
         x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32))
         if self.device.type == "cuda":
             x = x.pin_memory().to(self.device, non_blocking=True)
