@@ -569,7 +569,7 @@ def _(tmp: Path, model: Path) -> Plan:
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_frames_signal_midway_removes_partial_output(tmp_path, tiny_model_path, signum, code):
     """(`deblur video` has the same test in test_video.py.)"""
-    image_folder(tmp_path / "in", [(64, 96)] * 500)
+    image_folder(tmp_path / "in", [(64, 96)] * 2000)  # enough that the run outlasts the signal
     before = snapshot(tmp_path)
     command = [sys.executable, "-m", "deblur_cli", "frames", str(tmp_path / "in")]
     command += ["-o", str(tmp_path / "out"), *model_options(tiny_model_path)]
