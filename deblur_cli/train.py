@@ -53,9 +53,23 @@ def charbonnier(output: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -
     return torch.sqrt((output - target).square() + eps * eps).mean()
 
 
+def psnr_loss(output: torch.Tensor, target: torch.Tensor, floor: float = 1e-6) -> torch.Tensor:
+    """Minus the mean PSNR over the windows of a batch (in dB, as NAFNet trains).
+
+    Pixel losses weigh each window by its absolute error, so a sharp window that the network
+    degrades from 41 to 38 dB hardly counts next to a blurry one; in dB every window counts
+    like the per-frame PSNR that is reported, and doing harm to sharp frames costs as much as
+    failing to restore blurry ones. ``floor`` (below 8-bit quantisation noise) keeps a perfect
+    window from dominating.
+    """
+    mse = (output - target).square().flatten(1).mean(1)
+    return 10.0 * torch.log10(mse + floor).mean()
+
+
 PIXEL_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "mse": F.mse_loss,
     "charbonnier": charbonnier,
+    "psnr": psnr_loss,
 }
 
 ProgressHook = Callable[[int, int, dict[str, float]], None]
@@ -113,8 +127,9 @@ class TrainOptions:
     workers: int = 0
     precision: str = "auto"  # auto: bf16 autocast on CPUs with native bf16
     reset_lr: bool = False  # on --resume: use ``lr`` instead of the checkpoint's learning rate
-    # Pixel loss: "mse" as in the paper, or "charbonnier" (a smooth L1), which keeps the few
-    # heavily blurred windows of a broad blur mix from dominating the gradient.
+    # Pixel loss: "mse" as in the paper, "charbonnier" (a smooth L1), which keeps the few
+    # heavily blurred windows of a broad blur mix from dominating the gradient, or "psnr"
+    # (minus the per-window PSNR), which weighs sharp and blurry windows alike in dB.
     loss: str = "mse"
     # Validation and exported weights use an exponential moving average of the weights (0: off):
     # with small batches of very different blur, single-step weights swing by tenths of a dB.

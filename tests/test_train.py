@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -14,7 +15,14 @@ from safetensors.torch import load_file
 
 from deblur_cli.cli import main
 from deblur_cli.errors import DeblurError
-from deblur_cli.train import Trainer, TrainOptions, charbonnier, recalibrate_batchnorm
+from deblur_cli.metrics import psnr
+from deblur_cli.train import (
+    Trainer,
+    TrainOptions,
+    charbonnier,
+    psnr_loss,
+    recalibrate_batchnorm,
+)
 from deblur_cli.weights import load_model
 
 
@@ -132,6 +140,28 @@ def test_charbonnier_is_a_smooth_l1() -> None:
     assert charbonnier(x + 0.5, x).item() == pytest.approx(0.5, rel=1e-5)
     with pytest.raises(DeblurError, match="--loss"):
         TrainOptions(out_dir="x", train_data=[], loss="l2")
+
+
+def test_psnr_loss_is_minus_the_mean_window_psnr() -> None:
+    torch.manual_seed(0)
+    target = torch.rand(2, 1, 16, 16)
+    output = target + torch.randn(2, 1, 16, 16) * torch.tensor([0.01, 0.2]).view(2, 1, 1, 1)
+    pairs = zip(output.numpy(), target.numpy(), strict=True)
+    expected = np.mean([psnr(o, t, data_range=1.0) for o, t in pairs])
+    assert psnr_loss(output, target, floor=0.0).item() == pytest.approx(-expected, abs=1e-3)
+
+
+def test_psnr_loss_weighs_a_nearly_sharp_window_like_a_blurry_one() -> None:
+    # Halving the error of either window lowers the loss by the same 3 dB / 2 windows, though
+    # their absolute errors differ 20-fold: unlike MSE, the sharp window is not drowned out.
+    target = torch.zeros(2, 1, 8, 8)
+    errors = torch.tensor([0.01, 0.2]).view(2, 1, 1, 1)
+    base = psnr_loss(target + errors, target, floor=0.0)
+    for window in range(2):
+        halved = errors.clone()
+        halved[window] /= 2
+        drop = base - psnr_loss(target + halved, target, floor=0.0)
+        assert drop.item() == pytest.approx(10 * np.log10(4) / 2, rel=1e-4)
 
 
 def test_release_model_is_the_weight_average_with_recomputed_statistics(

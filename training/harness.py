@@ -50,26 +50,32 @@ FASTER = [
     "--lr-min", "1e-5", "--schedule", "cosine", "--warmup", "200", "--loss", "charbonnier",
 ]  # fmt: skip
 SMALL_CROPS = ["--crop", "64", "--batch", "8"]
-ARMS: dict[str, tuple[str, list[str]]] = {
-    # name: (training set under DATA, extra `deblur train` flags)
-    "base": ("train_broad", [*BASE, *SMALL_CROPS]),
-    "moderate": ("train_moderate", [*BASE, *SMALL_CROPS]),
-    "faster": ("train_moderate", [*FASTER, *SMALL_CROPS]),
-    "hints": ("train_moderate", [*FASTER, *SMALL_CROPS, "--motion-hints"]),
-    "align": ("train_moderate", [*FASTER, *SMALL_CROPS, "--align"]),
-    "crop128": ("train_moderate", [*FASTER, "--crop", "128", "--batch", "2"]),
-    "hints-align": ("train_moderate", [*FASTER, *SMALL_CROPS, "--motion-hints", "--align"]),
+MIXED = ("train_moderate", "train_sharp")
+ARMS: dict[str, tuple[tuple[str, ...], list[str]]] = {
+    # name: (training sets under DATA, mixed by clip count; extra `deblur train` flags)
+    "base": (("train_broad",), [*BASE, *SMALL_CROPS]),
+    "moderate": (("train_moderate",), [*BASE, *SMALL_CROPS]),
+    "faster": (("train_moderate",), [*FASTER, *SMALL_CROPS]),
+    "hints": (("train_moderate",), [*FASTER, *SMALL_CROPS, "--motion-hints"]),
+    "align": (("train_moderate",), [*FASTER, *SMALL_CROPS, "--align"]),
+    "crop128": (("train_moderate",), [*FASTER, "--crop", "128", "--batch", "2"]),
+    "hints-align": (("train_moderate",), [*FASTER, *SMALL_CROPS, "--motion-hints", "--align"]),
     # Blocks at 1/2 and 1/4 resolution: the same multiply-adds per block, 4x the reach.
-    "unet": ("train_moderate", [*FASTER, *SMALL_CROPS, "--body", "unet"]),
+    "unet": (("train_moderate",), [*FASTER, *SMALL_CROPS, "--body", "unet"]),
+    # Session 7: sharp and nearly sharp clips in every arm (a quarter of the windows), and the
+    # loss that weighs them: Charbonnier (absolute error) against per-window PSNR (dB).
+    "align-sharp": (MIXED, [*FASTER, *SMALL_CROPS, "--align"]),
+    "align-psnr": (MIXED, [*FASTER, *SMALL_CROPS, "--align", "--loss", "psnr"]),
 }
 VAL_SETS = {"own": "val_own", "other": "val_other", "sharp": "val_sharp"}
 
 
 def train_command(arm: str, data: Path, runs: Path, minutes: float, preset: str) -> list[str]:
-    train_set, flags = ARMS[arm]
+    train_sets, flags = ARMS[arm]
+    sources = [arg for name in train_sets for arg in ("--data", f"dvd:{data / name}")]
     return [
-        sys.executable, "-m", "deblur_cli", "train", "--preset", preset,
-        "--data", f"dvd:{data / train_set}", "--val", f"dvd:{data / 'val_other'}",
+        sys.executable, "-m", "deblur_cli", "train", "--preset", preset, *sources,
+        "--val", f"dvd:{data / 'val_other'}",
         "-o", str(runs / arm), "--cpu-minutes", str(minutes), "--steps", "1000000",
         "--val-every", "500", "--val-windows", "16", "--ckpt-minutes", "5", "--seed", "0",
         "--quiet", *flags,

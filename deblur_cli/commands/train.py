@@ -73,10 +73,11 @@ def default(name: str) -> object:
 @click.option("--lr", type=float, default=None, help="Default 1e-4 (content) or 1e-5 (gan).")
 @click.option(
     "--loss",
-    type=click.Choice(["mse", "charbonnier"]),
+    type=click.Choice(["mse", "charbonnier", "psnr"]),
     default=default("loss"),
     show_default=True,
-    help="Pixel loss: mse as in the paper, or charbonnier (smooth L1).",
+    help="Pixel loss: mse as in the paper, charbonnier (smooth L1), or psnr (per-window dB: "
+    "sharp windows count as much as blurry ones).",
 )
 @click.option(
     "--ema-decay",
