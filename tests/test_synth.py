@@ -79,6 +79,22 @@ def test_zero_motion_blurry_equals_sharp():
     assert max(clip.meta["blur_px"]) < 1e-6
 
 
+def test_sub_pixel_motion_keeps_the_fine_detail_of_the_sharp_frame():
+    # A quarter-pixel pan may soften a frame by a quarter pixel, no more. With bilinear
+    # sub-exposures (sessions 1-6) the resampling itself softened it (fine-detail energy down to
+    # 0.87 of the sharp frame's here, ~0.5 on real footage), a blur the sharp frame lacked.
+    rng = np.random.default_rng(0)
+    noise = rng.uniform(0, 255, (200, 300, 3)).astype(np.float32)
+    fine = np.clip(cv2.GaussianBlur(noise, (0, 0), 0.7) * 2 - 128, 0, 255).astype(np.uint8)
+    clip = shake_clip(fine, 3, (64, 96), np.random.default_rng(2), constant_motion(64, 0.25))
+
+    def detail(frame: np.ndarray) -> float:
+        return float(np.mean(cv2.Laplacian(frame[8:-8, 8:-8, 1].astype(np.float32), -1) ** 2))
+
+    ratios = [detail(clip.blurry[k]) / detail(clip.sharp[k]) for k in range(3)]
+    assert min(ratios) > 0.95, ratios
+
+
 def test_constant_horizontal_velocity_gives_box_blur():
     h, length = 64, 8
     ranges = constant_motion(h, length)
@@ -90,7 +106,7 @@ def test_constant_horizontal_velocity_gives_box_blur():
         vertical = box_blur_linear(clip.sharp[k], length, axis=0).astype(float)
         blurry = clip.blurry[k].astype(float)
         error = np.abs(blurry - horizontal)[inner[1:]]
-        assert error.mean() < 0.6 and error.max() <= 4
+        assert error.mean() < 0.6 and error.max() <= 5
         # The test can fail: the wrong direction is far off.
         assert np.abs(blurry - vertical)[inner[1:]].mean() > 5 * error.mean() + 2
     # The sharp frames move with the pan (8 px per frame at duty 1), as real video does.

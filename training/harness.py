@@ -51,6 +51,7 @@ FASTER = [
 ]  # fmt: skip
 SMALL_CROPS = ["--crop", "64", "--batch", "8"]
 MIXED = ("train_moderate", "train_sharp")
+WITH_CLEAN = (*MIXED, "train_clean")
 ARMS: dict[str, tuple[tuple[str, ...], list[str]]] = {
     # name: (training sets under DATA, mixed by clip count; extra `deblur train` flags)
     "base": (("train_broad",), [*BASE, *SMALL_CROPS]),
@@ -66,6 +67,13 @@ ARMS: dict[str, tuple[tuple[str, ...], list[str]]] = {
     # loss that weighs them: Charbonnier (absolute error) against per-window PSNR (dB).
     "align-sharp": (MIXED, [*FASTER, *SMALL_CROPS, "--align"]),
     "align-psnr": (MIXED, [*FASTER, *SMALL_CROPS, "--align", "--loss", "psnr"]),
+    # Sharp clips with no blur at all (train_clean, 27% of the windows): leave them alone.
+    "align-clean": (WITH_CLEAN, [*FASTER, *SMALL_CROPS, "--align"]),
+    # The U-shaped body again, at a rate it survives (it died at 1e-3 without normalisation).
+    "unet-clean": (
+        WITH_CLEAN,
+        [*FASTER, *SMALL_CROPS, "--align", "--body", "unet", "--lr", "3e-4"],
+    ),
 }
 VAL_SETS = {"own": "val_own", "other": "val_other", "sharp": "val_sharp"}
 
