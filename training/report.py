@@ -245,9 +245,10 @@ def before_after(engines: dict[str, Deblurrer], data: Path, out: Path) -> list[P
     show_default=True, help="Where the curve goes.",
 )  # fmt: skip
 @click.option("--skip-table", is_flag=True)
+@click.option("--skip-blur-table", is_flag=True, help="No table by blur length (slow).")
 def main(
     models: tuple[str, ...], data: Path, curve: tuple[str, ...], marks: tuple[str, ...],
-    curve_out: Path, skip_table: bool,
+    curve_out: Path, skip_table: bool, skip_blur_table: bool,
 ) -> None:  # fmt: skip
     if not models and not curve:
         raise click.UsageError("give --model (table and pictures) or --curve (curve only)")
@@ -267,8 +268,10 @@ def main(
     table = validation_table(data, {"input": None, **engines})
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "VALIDATION.json").write_text(json.dumps(table, indent=2) + "\n")
-    by_blur = blur_table(data, engines)
-    text = markdown(table) + "\n## PSNR gain (Y, dB) by blur length of the frame\n\n" + by_blur
+    text = markdown(table)
+    if not skip_blur_table:
+        by_blur = blur_table(data, engines)
+        text += "\n## PSNR gain (Y, dB) by blur length of the frame\n\n" + by_blur
     (RESULTS / "VALIDATION.md").write_text(text)
     print(text)
 
