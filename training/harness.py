@@ -69,7 +69,7 @@ ARMS: dict[str, tuple[tuple[str, ...], list[str]]] = {
     "align-psnr": (MIXED, [*FASTER, *SMALL_CROPS, "--align", "--loss", "psnr"]),
     # On the unbiased data (bicubic sub-exposures) align-sharp died at 1e-3 (output = input).
     "align-sharp-3e-4": (MIXED, [*FASTER, *SMALL_CROPS, "--align", "--lr", "3e-4"]),
-    # Sharp clips with no blur at all (train_clean, 27% of the windows): leave them alone.
+    # + train_clean (sharp clips, < 0.4 px of blur; 27% of the windows): leave them alone.
     "align-clean": (WITH_CLEAN, [*FASTER, *SMALL_CROPS, "--align"]),
     # The U-shaped body again, at a rate it survives (it died at 1e-3 without normalisation).
     "unet-clean": (

@@ -61,11 +61,11 @@ NEARLY_SHARP = replace(
     **CONTENT,
 )
 # Sharp clips (under 0.4 px of blur at 256 px) with light compression and, now and then, light
-# noise: session 7 measured that the models sharpen already-sharp frames (their high frequencies
-# rose 25-50% over the input's on val_sharp), because the "sharp" training windows before had
-# blur up to a pixel. Most clips move as hand-held footage with a short exposure does (a
-# 1-5% duty cycle: frame-to-frame motion, hardly any blur), so that staticness is no shortcut;
-# 30% are static. The target is the input minus its noise: leave it alone. Training sequences.
+# noise: windows whose right answer is "leave it alone" (after denoising), in every batch. Most
+# clips move as hand-held footage with a short exposure does (a 1-5% duty cycle: frame-to-frame
+# motion, hardly any blur), so that staticness is no shortcut; 30% are static. Session 7 added
+# them while chasing the over-sharpening of sharp frames, whose cause turned out to be the
+# synthesis itself (bilinear sub-exposures, EXPERIMENTS.md row 42). Training sequences only.
 CLEAN = replace(
     BlurRanges.static_clean(),
     blur_px_720=(0.0, 1.5),

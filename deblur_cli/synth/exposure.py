@@ -145,20 +145,20 @@ def _render(
     traj: _Trajectory,
     times: np.ndarray,
     size: tuple[int, int],
-    interpolation: int = cv2.INTER_CUBIC,
 ) -> np.ndarray:
     """Mean over ``times`` of the linear-light view (background + layers): one exposure.
 
-    ``background`` is RGBA (see _with_alpha). The sub-exposures are sampled like the sharp
-    frame, bicubic: with bilinear sub-exposures (sessions 1-6) every blurry frame carried the
-    bilinear kernel's softening (about half the fine detail's energy, 37 dB at zero motion)
-    on top of its motion blur, a blur the sharp frame did not have, so the networks learnt to
-    sharpen every frame, and over-sharpened frames that were already sharp.
+    ``background`` is RGBA (see _with_alpha). The blurry frame's sub-exposures and the sharp
+    frame (one time, mid-exposure) are sampled alike, bicubic: with bilinear sub-exposures
+    (sessions 1-6) every blurry frame carried the bilinear kernel's softening (about half the
+    fine detail's energy, 37 dB at zero motion) on top of its motion blur, a blur the sharp
+    frame did not have, so the networks learnt to sharpen every frame, and over-sharpened
+    frames that were already sharp.
     """
     h, w = size
     out_centre = np.array([w / 2, h / 2])
     src_centre = np.array([background.shape[1] / 2, background.shape[0] / 2])
-    flags = interpolation | cv2.WARP_INVERSE_MAP
+    flags = cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP
     accum = np.zeros((h, w, 4), np.float32)
     for t, pose in zip(times, traj.at(times), strict=True):
         camera = _camera_matrix(pose, out_centre, src_centre)
