@@ -6,21 +6,38 @@ exit codes; all work is done by the library API.
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
 
-from deblur_cli.commands.bench import bench_command
-from deblur_cli.commands.frames import frames_command
-from deblur_cli.commands.preview import preview_command
-from deblur_cli.commands.synth import synth
-from deblur_cli.commands.train import export_command, train_command
-from deblur_cli.commands.video import video_command
 from deblur_cli.errors import DeblurError
+
+# Subcommand name -> module and attribute, imported only when the command runs (or --help
+# lists them all): ``deblur train`` needs no PyAV, so it runs on a GPU machine that lacks it.
+COMMANDS = {
+    "video": ("deblur_cli.commands.video", "video_command"),
+    "frames": ("deblur_cli.commands.frames", "frames_command"),
+    "preview": ("deblur_cli.commands.preview", "preview_command"),
+    "synth": ("deblur_cli.commands.synth", "synth"),
+    "train": ("deblur_cli.commands.train", "train_command"),
+    "export": ("deblur_cli.commands.train", "export_command"),
+    "bench": ("deblur_cli.commands.bench", "bench_command"),
+}
 
 
 class DeblurGroup(click.Group):
-    """Reports DeblurError as ``error: ...`` on one line (traceback only with --debug)."""
+    """Loads subcommands lazily; reports DeblurError as ``error: ...`` on one line (traceback
+    only with --debug)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attribute = COMMANDS[name]
+        return getattr(importlib.import_module(module), attribute)
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -42,16 +59,3 @@ class DeblurGroup(click.Group):
 @click.version_option(package_name="deblur-cli")
 def main(debug: bool) -> None:
     """Deblur videos and image sequences with DBLRNet / DBLRGAN (Zhang et al., TIP 2018)."""
-
-
-COMMANDS = (
-    video_command,
-    frames_command,
-    preview_command,
-    synth,
-    train_command,
-    export_command,
-    bench_command,
-)
-for command in COMMANDS:
-    main.add_command(command)

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from deblur_cli.atomic import replaced_file
 from deblur_cli.datasets import NeighbourAugment, WindowDataset, find_sequences
 from deblur_cli.distributed import current_launch, init_process_group
-from deblur_cli.engine import channels_last, cpu_has_native_bf16
+from deblur_cli.engine import channels_last, cpu_has_native_bf16, resolve_device
 from deblur_cli.errors import DatasetError, DeblurError
 from deblur_cli.metrics import psnr, ssim
 from deblur_cli.models import FAST, PAPER, TINY, DBLRNet, DBLRNetConfig
@@ -43,6 +43,8 @@ PRESETS = {"paper": PAPER, "fast": FAST, "tiny": TINY}
 STAGES = ("content", "gan")
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("plateau", "cosine")
+TRAIN_DEVICES = ("auto", "cpu", "cuda")
+CPU = torch.device("cpu")
 RESUME_FILE = "resume.pt"
 CALIBRATION_SEED = 7_919  # offsets the run's seed: calibration batches differ from training's
 METRICS_FILE = "metrics.jsonl"
@@ -109,6 +111,10 @@ class TrainOptions:
     # ends at whichever comes first, steps or CPU minutes, and the decay follows the nearer:
     # the learning-efficiency harness gives every arm the same CPU budget this way.
     cpu_minutes: float = 0.0
+    # The same on the wall clock (0: no limit): on a GPU, where CPU time says little, and for a
+    # lent machine's fixed time. Either budget ends the run; the cosine follows the nearer.
+    minutes: float = 0.0
+    device: str = "auto"  # auto: CUDA when present, else the CPU
     alpha: float = 2e-4  # weight of the adversarial loss (GAN stage)
     lr_d: float = 1e-5
     d_width: float = 0.5  # discriminator width scale (1.0 = the paper's 64..512)
@@ -177,6 +183,7 @@ class TrainState:
     bad_validations: int = 0
     stopped_early: bool = False
     cpu_seconds: float = 0.0  # process CPU time spent in training steps, over all resumes
+    wall_seconds: float = 0.0  # wall-clock time of the training loop, over all resumes
 
 
 # ---------------------------------------------------------------- data
@@ -272,6 +279,18 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor]) -> 
         norm.momentum = momentum
 
 
+def init_config(config: DBLRNetConfig, options: TrainOptions) -> DBLRNetConfig:
+    """The config of a run that starts from ``--init`` weights: the file's, but ``--align``.
+
+    The file fixes the layers (preset, norm, body, motion hints). Alignment changes only how the
+    neighbours are prepared, not the weights, so ``--align`` can switch it on for a file trained
+    without it; a file trained with it keeps it. Until session 8 the flag was silently dropped.
+    """
+    if options.motion_hints and not config.motion_hints:
+        raise DeblurError("--motion-hints: the --init weights were trained without motion hints")
+    return replace(config, align=config.align or options.align)
+
+
 def world() -> tuple[int, int]:
     """(rank, world size); starts the process group when launched by torchrun."""
     launch = current_launch()
@@ -279,9 +298,25 @@ def world() -> tuple[int, int]:
     return launch.rank, launch.world_size
 
 
-def autocast(precision: str) -> contextlib.AbstractContextManager:
-    use_bf16 = precision == "bf16" or (precision == "auto" and cpu_has_native_bf16())
-    return torch.autocast("cpu", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
+def training_device(name: str) -> torch.device:
+    """``auto``: CUDA when present, else the CPU (training on Apple MPS is not supported)."""
+    if name not in TRAIN_DEVICES:
+        raise DeblurError(f"--device must be one of {TRAIN_DEVICES}")
+    device = resolve_device(name)
+    if device.type == "mps":
+        return torch.device("cpu")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DeblurError("--device cuda: no CUDA device is available")
+    return device
+
+
+def autocast(precision: str, device: torch.device = CPU) -> contextlib.AbstractContextManager:
+    """bf16 autocast where it is fast: any CUDA GPU, or a CPU with native bf16 (``auto``)."""
+    native = device.type == "cuda" or cpu_has_native_bf16()
+    use_bf16 = precision == "bf16" or (precision == "auto" and native)
+    if not use_bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 def unwrap(module: nn.Module) -> nn.Module:
@@ -299,6 +334,9 @@ class Trainer:
         self.pixel_loss = PIXEL_LOSSES[options.loss]
         self.out = Path(options.out_dir)
         self.rank, self.world_size = world()
+        self.device = training_device(options.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed crop sizes: pick the fastest kernels
         torch.manual_seed(options.seed)
         self.generator = self._build_generator()
         self.config = self.generator.config
@@ -313,7 +351,7 @@ class Trainer:
         self.discriminator: nn.Module | None = None
         self.opt_d: torch.optim.Optimizer | None = None
         if options.stage == "gan":
-            self.discriminator = channels_last(Discriminator(options.d_width))
+            self.discriminator = channels_last(Discriminator(options.d_width)).to(self.device)
             self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=options.lr_d)
         self.state = TrainState()
         self.ema = copy.deepcopy(self.generator) if options.ema_decay > 0 else None
@@ -341,9 +379,10 @@ class Trainer:
     def _build_generator(self) -> DBLRNet:
         if self.options.init:
             model = load_model(self.options.init)
+            model.config = init_config(model.config, self.options)
         else:
             model = DBLRNet(self.options.model_config())
-        return channels_last(model.train())
+        return channels_last(model.train()).to(self.device)
 
     def _distribute(self, module: nn.Module) -> nn.Module:
         if self.world_size == 1:
@@ -407,10 +446,10 @@ class Trainer:
         path.write_text("".join(f"{ln}\n" for ln in lines))
 
     def export(self, name: str, model: DBLRNet | None = None) -> Path:
-        return save_model(
-            model or self.release_model(), self.out / name, stage=self.options.stage,
-            step=self.state.step, best_val_psnr=round(self.state.best_psnr, 4),
-        )  # fmt: skip
+        info: dict[str, str | int | float] = {"stage": self.options.stage, "step": self.state.step}
+        if math.isfinite(self.state.best_psnr):  # a run without --val has none to record
+            info["best_val_psnr"] = round(self.state.best_psnr, 4)
+        return save_model(model or self.release_model(), self.out / name, **info)
 
     def release_model(self) -> DBLRNet:
         """The network as validated and exported: a copy of the averaged weights (when on),
@@ -419,7 +458,7 @@ class Trainer:
         options = self.options
         if options.bn_calibration > 0:
             calibrate(model, self.train_set, options.bn_calibration, options.batch, options.seed,
-                      options.precision)  # fmt: skip
+                      options.precision, self.device)  # fmt: skip
         return model.eval()
 
     # ------------------------------------------------------------ steps
@@ -430,7 +469,7 @@ class Trainer:
                 handle.write(json.dumps(record, sort_keys=True) + "\n")
 
     def content_step(self, blurry: torch.Tensor, sharp: torch.Tensor) -> dict[str, float]:
-        with autocast(self.options.precision):
+        with autocast(self.options.precision, self.device):
             restored = self.g(blurry)
         loss = self.pixel_loss(restored.float(), sharp)
         self.opt.zero_grad(set_to_none=True)
@@ -457,9 +496,9 @@ class Trainer:
 
     def gan_step(self, blurry: torch.Tensor, sharp: torch.Tensor) -> dict[str, float]:
         assert self.d is not None and self.opt_d is not None
-        real = torch.ones(sharp.shape[0], dtype=torch.long)
+        real = torch.ones(sharp.shape[0], dtype=torch.long, device=sharp.device)
         fake = torch.zeros_like(real)
-        with autocast(self.options.precision):
+        with autocast(self.options.precision, self.device):
             restored = self.g(blurry)
             d_loss = F.cross_entropy(self.d(sharp).float(), real) + F.cross_entropy(
                 self.d(restored.detach()).float(), fake
@@ -467,7 +506,7 @@ class Trainer:
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_d.step()
-        with autocast(self.options.precision):
+        with autocast(self.options.precision, self.device):
             # Non-saturating form of log(1 - D(G(x))): -log D(G(x)); same fixed point.
             adversarial = F.cross_entropy(self.d(restored).float(), real)
         content = self.pixel_loss(restored.float(), sharp)
@@ -485,9 +524,10 @@ class Trainer:
         assert self.val is not None
         blurry, sharp = self.val
         outputs = []
-        with autocast(self.options.precision):
+        with autocast(self.options.precision, self.device):
             for start in range(0, len(blurry), 4):
-                outputs.append(model(blurry[start : start + 4]).float().clamp(0, 1))
+                chunk = blurry[start : start + 4].to(self.device)
+                outputs.append(model(chunk).float().clamp(0, 1).cpu())
         restored = torch.cat(outputs)[:, 0].numpy()
         target = sharp[:, 0].numpy()
         centre = blurry[:, 0, self.config.frames // 2].numpy()  # the hint planes follow the frames
@@ -533,15 +573,19 @@ class Trainer:
         self.state.stopped_early = self.state.bad_validations >= self.options.early_stop
 
     def progress(self) -> float:
-        """Fraction of the run done: by steps, or by CPU time when that budget is nearer."""
+        """Fraction of the run done: by steps, or by CPU or wall time when that budget is nearer."""
         done = self.state.step / max(self.options.steps, 1)
         if self.options.cpu_minutes > 0:
             done = max(done, self.state.cpu_seconds / (60 * self.options.cpu_minutes))
+        if self.options.minutes > 0:
+            done = max(done, self.state.wall_seconds / (60 * self.options.minutes))
         return min(done, 1.0)
 
-    def out_of_cpu_budget(self) -> bool:
-        budget = self.options.cpu_minutes
-        return budget > 0 and self.state.cpu_seconds >= 60 * budget
+    def out_of_time_budget(self) -> bool:
+        options, state = self.options, self.state
+        cpu_spent = options.cpu_minutes > 0 and state.cpu_seconds >= 60 * options.cpu_minutes
+        wall_spent = options.minutes > 0 and state.wall_seconds >= 60 * options.minutes
+        return cpu_spent or wall_spent
 
     def _set_scheduled_lr(self) -> None:
         """Warm-up and cosine decay (``schedule="cosine"``); the plateau schedule steps itself."""
@@ -560,12 +604,15 @@ class Trainer:
             len(self.train_set), self.options.batch, self.options.seed, self.state.step,
             self.options.steps, self.rank,
         )  # fmt: skip
+        workers = self.options.workers
         loader = DataLoader(
-            SeededWindows(self.train_set), batch_sampler=sampler,
-            num_workers=self.options.workers, persistent_workers=False,
+            SeededWindows(self.train_set), batch_sampler=sampler, num_workers=workers,
+            persistent_workers=False, pin_memory=self.device.type == "cuda",
+            prefetch_factor=4 if workers else None,
         )  # fmt: skip
         for blurry, sharp in loader:
-            yield blurry.contiguous(memory_format=torch.channels_last_3d), sharp
+            blurry = blurry.to(self.device, non_blocking=True)
+            yield blurry.contiguous(memory_format=torch.channels_last_3d), sharp.to(self.device)
 
     def run(self, progress: ProgressHook | None = None) -> TrainState:
         """Train to ``options.steps`` or an early stop, validating and checkpointing on the way."""
@@ -578,11 +625,14 @@ class Trainer:
         last_ckpt = time.monotonic()
         window_start, window_steps = time.monotonic(), 0
         sums: dict[str, float] = {}  # losses summed since the last log line
+        wall_start = time.monotonic()
         for blurry, sharp in self.batches():
             self._set_scheduled_lr()
             cpu_start = time.process_time()
             losses = step_fn(blurry, sharp)
             self.state.cpu_seconds += time.process_time() - cpu_start
+            self.state.wall_seconds += time.monotonic() - wall_start
+            wall_start = time.monotonic()
             self.state.step += 1
             window_steps += 1
             step = self.state.step
@@ -596,7 +646,8 @@ class Trainer:
                 rate = window_steps / max(time.monotonic() - window_start, 1e-9)
                 self.log({"step": step, **means, "lr": self.opt.param_groups[0]["lr"],
                           "steps_per_s": rate, "samples_per_s": rate * options.batch,
-                          "cpu_minutes": self.state.cpu_seconds / 60})  # fmt: skip
+                          "cpu_minutes": self.state.cpu_seconds / 60,
+                          "wall_minutes": self.state.wall_seconds / 60})  # fmt: skip
                 window_start, window_steps, sums = time.monotonic(), 0, {}
             if self.val is not None and (step % options.val_every == 0 or step == options.steps):
                 model = self.release_model()
@@ -608,7 +659,7 @@ class Trainer:
             if step % options.ckpt_every == 0 or due or step == options.steps:
                 self.save_resume()
                 last_ckpt = time.monotonic()
-            if self.state.stopped_early or self.out_of_cpu_budget():
+            if self.state.stopped_early or self.out_of_time_budget():
                 self.save_resume()
                 break
         if self.rank == 0:
@@ -620,14 +671,20 @@ class Trainer:
 
 
 def calibrate(
-    model: DBLRNet, windows: WindowDataset, batches: int, batch: int, seed: int, precision: str
-) -> None:
-    """Recompute ``model``'s BatchNorm statistics on a fixed set of training batches."""
+    model: DBLRNet, windows: WindowDataset, batches: int, batch: int, seed: int, precision: str,
+    device: torch.device = CPU,
+) -> None:  # fmt: skip
+    """Recompute ``model``'s BatchNorm statistics on a fixed set of training batches.
+
+    A model without BatchNorm (``norm="none"``) has nothing to recompute: no batches are run."""
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return
     sampler = StepBatches(len(windows), batch, seed + CALIBRATION_SEED, 0, batches, 0)
     loader = DataLoader(SeededWindows(windows), batch_sampler=sampler)
-    with autocast(precision):
+    with autocast(precision, device):
         recalibrate_batchnorm(
-            model, (b.contiguous(memory_format=torch.channels_last_3d) for b, _ in loader)
+            model,
+            (b.to(device).contiguous(memory_format=torch.channels_last_3d) for b, _ in loader),
         )
 
 

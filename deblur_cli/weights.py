@@ -61,9 +61,18 @@ MODELS: dict[str, ModelEntry] = {
         "32-channel, 6-block preset with aligned neighbours, ~12x fewer FLOPs (default)",
     ),
 }
-# The default is the model that deblurs best on our validation sets, which since session 6 is
-# also the fastest: the paper-size model has had a fraction of its training (weights/MODEL_CARD.md).
+# The default on a CPU: the fast preset, ~8x faster there than the paper-size model and within
+# ~0.2 dB of it (weights/MODEL_CARD.md). On CUDA the paper-size model is the better and the faster
+# one (the fast preset's DIS alignment runs on the host CPU: benchmarks/RESULTS.md), so
+# ``--model auto`` picks by device.
 DEFAULT_MODEL = "dblrnet-fast"
+CUDA_DEFAULT_MODEL = "dblrnet"
+AUTO_MODEL = "auto"
+
+
+def default_model(device: torch.device) -> str:
+    """The shipped model that ``--model auto`` runs on ``device``."""
+    return CUDA_DEFAULT_MODEL if device.type == "cuda" else DEFAULT_MODEL
 
 
 def shipped_weights_dir() -> Path:
@@ -233,7 +242,7 @@ def save_model(model: DBLRNet, path: Path, **info: str | int | float) -> Path:
     metadata = {"format": FORMAT, "config": model.config.to_json()}
     metadata.update({key: str(value) for key, value in info.items()})
     state = {
-        k: v.detach().float().contiguous() if v.is_floating_point() else v.contiguous()
+        k: (v.detach().float() if v.is_floating_point() else v).cpu().contiguous()
         for k, v in model.state_dict().items()
     }
     path = Path(path)

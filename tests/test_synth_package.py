@@ -137,3 +137,14 @@ def test_clips_are_bit_identical_to_the_old_module(tmp_path: Path) -> None:
     if versions != RECORDED_WITH:
         pytest.skip(f"digests recorded with {RECORDED_WITH}, running {versions}")
     assert compute_digests(tmp_path) == DIGESTS
+
+
+def test_a_share_of_the_indices_makes_exactly_those_clips(tmp_path: Path) -> None:
+    # make_data.py --jobs splits a set between processes by clip index; this is what makes the
+    # parallel set identical to the one-process set.
+    paths = write_sources(tmp_path)
+    whole = list(synth.synthesize_dataset(paths, 5, 4, (40, 48), seed=5, process="mixed"))
+    share = synth.synthesize_dataset(paths, 5, 4, (40, 48), seed=5, process="mixed", indices=[3, 1])
+    assert [clip_digest(c) for c in share] == [clip_digest(whole[3]), clip_digest(whole[1])]
+    with pytest.raises(IndexError):
+        next(synth.synthesize_dataset(paths, 5, 4, (40, 48), seed=5, indices=[5]))

@@ -193,3 +193,47 @@ def test_gan_stage_stops_when_psnr_falls_below_the_tolerance(dataset: Path, tmp_
     state = lenient.run()
     assert not state.stopped_early and state.step == 6
     assert load_model(str(tmp_path / "lenient" / "best.safetensors")) is not None
+
+
+def test_a_wall_clock_budget_ends_the_run_and_drives_the_cosine(
+    dataset: Path, tmp_path: Path
+) -> None:
+    trainer = Trainer(options(dataset, tmp_path, steps=10**6, minutes=0.02, schedule="cosine",
+                              lr_min=0.0))  # fmt: skip
+    state = trainer.run()
+    assert 0 < state.step < 10**6 and state.wall_seconds >= 0.02 * 60
+    assert trainer.progress() == 1.0
+    assert trainer.opt.param_groups[0]["lr"] < 0.05 * trainer.options.lr  # decayed to the end
+
+
+def test_cuda_training_without_a_gpu_is_a_clear_error(dataset: Path, tmp_path: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(DeblurError, match="no CUDA device"):
+        Trainer(options(dataset, tmp_path, device="cuda"))
+
+
+def test_align_switches_alignment_on_for_init_weights(dataset: Path, tmp_path: Path) -> None:
+    # Alignment prepares the inputs and leaves the layers alone, so an --init file trained
+    # without it can go on with it; the exported file must say so (it was silently dropped).
+    Trainer(options(dataset, tmp_path / "plain", steps=2, norm="none")).run()
+    start = tmp_path / "plain" / "last.safetensors"
+    assert not load_model(str(start)).config.align
+    trainer = Trainer(options(dataset, tmp_path / "aligned", steps=2, init=str(start), align=True))
+    assert trainer.config.align and trainer.train_set.prepare is not None
+    trainer.run()
+    assert load_model(str(tmp_path / "aligned" / "last.safetensors")).config.align
+    with pytest.raises(DeblurError, match="motion hints"):
+        Trainer(options(dataset, tmp_path / "hints", init=str(start), motion_hints=True))
+
+
+def test_train_needs_no_pyav() -> None:
+    # A lent GPU machine had no PyAV: subcommands load lazily, so training runs there.
+    code = (
+        "import sys; sys.modules['av'] = None\n"
+        "from deblur_cli.cli import main\n"
+        "main(['train', '--help'], prog_name='deblur')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "--device" in done.stdout and "--minutes" in done.stdout

@@ -69,3 +69,13 @@ def test_uninstalled_shipped_name_names_the_file(
     monkeypatch.setattr("deblur_cli.weights.shipped_weights_dir", lambda: tmp_path)
     with pytest.raises(ModelError, match=MODELS["dblrnet"].filename):
         resolve_weights("dblrnet")
+
+
+def test_model_auto_follows_the_device() -> None:
+    # On CUDA the paper-size model is faster than the fast preset (benchmarks/RESULTS.md).
+    from deblur_cli.commands.options import chosen_model
+    from deblur_cli.weights import default_model
+
+    assert chosen_model("auto", "cpu") == "dblrnet-fast"
+    assert default_model(torch.device("cuda")) == "dblrnet"
+    assert chosen_model("dblrgan", "cpu") == "dblrgan"

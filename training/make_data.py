@@ -24,10 +24,12 @@ slight motion blur fall below a pixel: that is ``source_scale``.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
-from deblur_cli.synth import BlurRanges, synthesize_dataset, write_dataset
+from deblur_cli.synth import BlurRanges, SynthClip, synthesize_dataset, write_dataset
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "corpus"
 # Five of the 21 sequences, chosen to span the kinds of content: animals, sport, a road scene.
@@ -90,24 +92,40 @@ SETS = {
 }
 
 
-def corpus_sequences(split: str) -> list[Path]:
+def corpus_sequences(split: str, corpus: Path = CORPUS) -> list[Path]:
     """The corpus folders of one split ("train" or "val"), whole sequences only."""
-    folders = sorted(p for p in CORPUS.iterdir() if p.is_dir())
+    folders = sorted(p for p in corpus.iterdir() if p.is_dir())
     chosen = [p for p in folders if (p.name in VALIDATION_SEQUENCES) == (split == "val")]
     if not chosen:
-        raise SystemExit(f"no corpus sequences for {split!r} under {CORPUS}")
+        raise SystemExit(f"no corpus sequences for {split!r} under {corpus}")
     return chosen
 
 
-def main(root: Path, only: list[str]) -> None:
-    for name, (split, process, clips, frames, seed, ranges) in SETS.items():
+def make_clip(name: str, index: int, corpus: Path = CORPUS) -> SynthClip:
+    """Clip ``index`` of set ``name``: the same clip whichever process makes it."""
+    split, process, clips, frames, seed, ranges = SETS[name]
+    sources = corpus_sequences(split, corpus)
+    return next(
+        synthesize_dataset(sources, clips, frames, SIZE, seed, process, ranges, indices=[index])
+    )
+
+
+def make_clips(name: str, jobs: int, corpus: Path = CORPUS) -> Iterator[SynthClip]:
+    """Every clip of set ``name`` in order, made by ``jobs`` processes (the GPU burst uses 15)."""
+    count = SETS[name][2]
+    if jobs <= 1:
+        yield from (make_clip(name, index, corpus) for index in range(count))
+        return
+    with ProcessPoolExecutor(jobs) as pool:
+        yield from pool.map(make_clip, [name] * count, range(count), [corpus] * count)
+
+
+def main(root: Path, only: list[str], jobs: int = 1, corpus: Path = CORPUS) -> None:
+    for name, (split, process, _, frames, _, _) in SETS.items():
         out = root / name
         if (only and name not in only) or out.exists():
             continue
-        made = synthesize_dataset(
-            corpus_sequences(split), clips, frames, SIZE, seed, process, ranges
-        )
-        count = write_dataset(made, out, layout="dvd")
+        count = write_dataset(make_clips(name, jobs, corpus), out, layout="dvd")
         print(f"{out}: {count} clips of {frames} frames ({process}, {split} sources)", flush=True)
 
 
@@ -115,5 +133,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", type=Path, nargs="?", default=Path("data"))
     parser.add_argument("--only", nargs="*", default=[], choices=list(SETS))
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="processes (the clips are the same for any number)"
+    )
+    parser.add_argument(
+        "--corpus", type=Path, default=CORPUS, help="the sharp footage (default ../shared/...)"
+    )
     args = parser.parse_args()
-    main(args.root, args.only)
+    main(args.root, args.only, args.jobs, args.corpus)

@@ -7,7 +7,12 @@ from pathlib import Path
 import click
 
 from deblur_cli.api import deblur_frames, plan_frames_output
-from deblur_cli.commands.options import engine_options, make_engine, strength_option
+from deblur_cli.commands.options import (
+    chosen_model,
+    engine_options,
+    make_engine,
+    strength_option,
+)
 from deblur_cli.commands.progress import Feedback
 from deblur_cli.estimate import Estimator
 from deblur_cli.frames import list_images
@@ -43,6 +48,7 @@ def frames_command(
     """
     names = [p.name for p in list_images(folder)]
     plan_frames_output(folder, output, names, overwrite)  # fail before loading the model
+    engine["model"] = chosen_model(str(engine["model"]), str(engine["device"]))
     deblurrer = make_engine(**engine)  # type: ignore[arg-type]
     feedback = Feedback(quiet)
     feedback.upfront(lambda: Estimator(deblurrer, str(engine["model"])).folder(folder))

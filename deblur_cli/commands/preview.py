@@ -6,7 +6,12 @@ from pathlib import Path
 
 import click
 
-from deblur_cli.commands.options import engine_options, make_engine, strength_option
+from deblur_cli.commands.options import (
+    chosen_model,
+    engine_options,
+    make_engine,
+    strength_option,
+)
 from deblur_cli.preview import SEARCH_SECONDS, plan_preview, preview
 
 
@@ -43,6 +48,7 @@ def preview_command(
     take with the same model, device and precision.
     """
     source, output = plan_preview(source, output, overwrite)  # fail before loading the model
+    engine["model"] = chosen_model(str(engine["model"]), str(engine["device"]))
     result = preview(
         source,
         output,

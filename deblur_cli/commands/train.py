@@ -15,6 +15,7 @@ from deblur_cli.train import (
     PRESETS,
     SCHEDULES,
     STAGES,
+    TRAIN_DEVICES,
     TrainOptions,
     export_checkpoint,
     parse_sources,
@@ -141,6 +142,20 @@ def default(name: str) -> object:
     help="Stop after this much process CPU time (0: no limit); cosine decays to it.",
 )
 @click.option(
+    "--minutes",
+    type=float,
+    default=default("minutes"),
+    show_default=True,
+    help="Stop after this much wall-clock time in training (0: no limit); cosine decays to it.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(TRAIN_DEVICES),
+    default=default("device"),
+    show_default=True,
+    help="auto: CUDA when present, else the CPU.",
+)
+@click.option(
     "--alpha",
     type=float,
     default=default("alpha"),
@@ -174,7 +189,7 @@ def default(name: str) -> object:
     type=click.Choice(["auto", "fp32", "bf16"]),
     default="auto",
     show_default=True,
-    help="auto: bf16 autocast on CPUs with native bf16.",
+    help="auto: bf16 autocast on CUDA and on CPUs with native bf16.",
 )
 @click.option(
     "--reset-lr",

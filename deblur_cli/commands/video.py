@@ -9,7 +9,12 @@ from typing import Any
 import click
 
 from deblur_cli.api import deblur_video, plan_video_jobs
-from deblur_cli.commands.options import engine_options, make_engine, strength_option
+from deblur_cli.commands.options import (
+    chosen_model,
+    engine_options,
+    make_engine,
+    strength_option,
+)
 from deblur_cli.commands.progress import Feedback
 from deblur_cli.distributed import (
     Launch,
@@ -87,6 +92,7 @@ def video_command(
         jobs = jobs if split else shard(jobs, launch)
         if engine.get("threads") is None:
             engine["threads"] = threads_per_process(launch)
+    engine["model"] = chosen_model(str(engine["model"]), str(engine["device"]))
     deblurrer = make_engine(**engine)  # type: ignore[arg-type]
     feedback = Feedback(quiet)
     estimator = Estimator(deblurrer, str(engine["model"]))

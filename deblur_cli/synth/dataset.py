@@ -96,8 +96,13 @@ def synthesize_dataset(
     seed: int,
     process: str = "shake",
     ranges: BlurRanges = BlurRanges(),
+    indices: Iterable[int] | None = None,
 ) -> Iterator[SynthClip]:
     """Yield ``n_clips`` synthetic clips; clip k depends only on (sources, seed, k, settings).
+
+    ``indices`` picks which of the ``n_clips`` to make (default: all, in order): since a clip
+    depends only on its index, processes that each make a share of the indices together make
+    exactly the clips that one process would.
 
     Sources may be image files, video files, folders of frames, or folders of these. Sources
     too small for ``size`` (needing more than 1.5x upscaling) are skipped. Video sources are
@@ -113,7 +118,9 @@ def synthesize_dataset(
         raise ValueError(f"no usable source for size {size} and process {process!r}")
     weights = np.array([3.0 if load_source(p).ndim == 4 else 1.0 for p in usable])
     weights /= weights.sum()
-    for index in range(n_clips):
+    for index in range(n_clips) if indices is None else indices:
+        if not 0 <= index < n_clips:
+            raise IndexError(f"clip {index} outside a set of {n_clips}")
         rng = clip_rng(seed, index)
         pick = int(rng.choice(len(usable), p=weights))
         source = load_source(usable[pick])
