@@ -7,9 +7,10 @@ run (fast preset unless the arm says otherwise) on the same data and seed, stopp
 engine (``deblur_cli.bench.run_bench``: whole frames, Y PSNR of output and input) on the three
 validation sets of ``training/make_data.py``:
 
-  (a) val_own    held-back clips of the training kind (validation sequences and seeds)
-  (b) val_other  PSF blur, a process no arm trains on
-  (c) val_sharp  sharp frames with light JPEG: a model must leave them alone
+  (a) val_own          held-back clips of the training kind (validation sequences and seeds)
+  (b) val_other        PSF blur, a process no arm trains on
+  (c) val_sharp        sharp frames with light JPEG: a model must leave them alone
+  (b) val_other_clean  (b) without noise or JPEG: its gain is deblurring, not clean-up
 
 Usage (from the repository root, after ``python training/make_data.py DATA``)::
 
@@ -77,7 +78,12 @@ ARMS: dict[str, tuple[tuple[str, ...], list[str]]] = {
         [*FASTER, *SMALL_CROPS, "--align", "--body", "unet", "--lr", "3e-4"],
     ),
 }
-VAL_SETS = {"own": "val_own", "other": "val_other", "sharp": "val_sharp"}
+VAL_SETS = {
+    "own": "val_own",
+    "other": "val_other",
+    "sharp": "val_sharp",
+    "clean": "val_other_clean",
+}
 
 
 def train_command(arm: str, data: Path, runs: Path, minutes: float, preset: str) -> list[str]:
@@ -141,11 +147,12 @@ def report(arms: list[str], data: Path, runs: Path) -> list[dict]:
             print(f"{arm}: no {weights}", file=sys.stderr)
             continue
         rows.append({"arm": arm, **run_summary(runs / arm), **score(weights, data)})
-    print("| arm | CPU minutes | steps | gain (a) own | gain (b) other | gain (c) sharp |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| arm | CPU minutes | steps | gain (a) own | gain (b) other | gain (c) sharp | "
+          "gain (b) clean |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['arm']} | {r['cpu_minutes']:.1f} | {r['steps']:,} | {r['own']:+.2f} | "
-              f"{r['other']:+.2f} | {r['sharp']:+.2f} |")  # fmt: skip
+              f"{r['other']:+.2f} | {r['sharp']:+.2f} | {r['clean']:+.2f} |")  # fmt: skip
     (runs / "harness.json").write_text(json.dumps(rows, indent=1))
     return rows
 

@@ -13,6 +13,7 @@ Outputs (DVD layout, never committed):
                        32 px at 256 px, about 90 px at 720p)
   data/val_own         (a) camera shake like train_moderate, corpus validation sequences
   data/val_other       (b) PSF-convolution blur, a process no arm trains on, validation sequences
+  data/val_other_clean (b) without its noise and JPEG: the gain there is deblurring alone
   data/val_sharp       (c) sharp validation frames, light JPEG (q 85-95), no blur, no noise
 
 Content is ``../shared/data/corpus`` (research-use footage: read in place, never copied into the
@@ -46,6 +47,9 @@ MODERATE = BlurRanges(blur_px_floor=0.0, static_clip_prob=0.25, **CONTENT)
 BROAD = BlurRanges(blur_px_floor=32.0, **CONTENT)
 # PSF lengths use the same 720p range as the camera paths: a different process, not a larger blur.
 VAL_OTHER = replace(MODERATE, static_clip_prob=0.0, psf_blur_px_720=(4.0, 40.0))
+# The same clips without sensor noise or compression (noise and codec are drawn after the blur):
+# what a model gains here is deblurring alone, not clean-up (session 8).
+VAL_OTHER_CLEAN = replace(VAL_OTHER, noise_free_prob=1.0, codec_probs=(1.0, 0.0, 0.0))
 SHARP = replace(
     BlurRanges.static_clean(), codec_probs=(0.0, 1.0, 0.0), jpeg_quality=(85, 95), **CONTENT
 )
@@ -88,6 +92,7 @@ SETS = {
     "train_clean": ("train", "shake", 150, 10, 11, CLEAN),
     "val_own": ("val", "shake", 16, 7, 3000, replace(MODERATE, static_clip_prob=0.0)),
     "val_other": ("val", "psf", 16, 7, 2000, VAL_OTHER),
+    "val_other_clean": ("val", "psf", 16, 7, 2000, VAL_OTHER_CLEAN),
     "val_sharp": ("val", "shake", 8, 7, 5000, SHARP),
 }
 

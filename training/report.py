@@ -37,6 +37,7 @@ VAL_SETS = {
     "val_other": "(b) PSF blur, a process not used in training; validation sequences",
     "val_own": "(a) camera shake like training; validation sequences and seeds",
     "val_sharp": "(c) sharp frames, light JPEG, no blur: a model must leave them alone",
+    "val_other_clean": "(b) without its noise and compression: what is gained here is deblurring",
 }
 # Tables of the general scripts (this one, ablation.py, fit_check.py): results, not run logs.
 RESULTS = Path("docs/results")
