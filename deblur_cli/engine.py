@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -387,6 +389,7 @@ class Deblurrer(Generic[Payload]):
         self.compile = compile
         self._compiled: torch.nn.Module | None = None
         self._frames_done = 0
+        self._prepare_pool: ThreadPoolExecutor | None = None
 
     @property
     def window(self) -> int:
@@ -444,7 +447,7 @@ class Deblurrer(Generic[Payload]):
         if windows.ndim != 4 or windows.shape[1] != self.window:
             raise ValueError(f"expected B x {self.window} x H x W, got {windows.shape}")
         if self.prepare is not None:
-            windows = np.stack([self.prepare(w) for w in windows])
+            windows = np.stack(self._prepared(windows))
         x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32))
         if self.device.type == "cuda":
             x = x.pin_memory().to(self.device, non_blocking=True)
@@ -453,6 +456,18 @@ class Deblurrer(Generic[Payload]):
         plan = self.tile_plan(*windows.shape[2:])
         y = self._forward(x) if plan is None else self._forward_tiled(x, plan)
         return self._to_host(y)
+
+    def _prepared(self, windows: np.ndarray) -> list[np.ndarray]:
+        """Each window's flow inputs, the windows of a batch in parallel threads (OpenCV's flow
+        releases the GIL). On CUDA the flow runs on the host: done one window after another, it
+        set the speed of aligned models there (benchmarks/RESULTS.md)."""
+        assert self.prepare is not None
+        if len(windows) == 1:
+            return [self.prepare(windows[0])]
+        if self._prepare_pool is None:
+            threads = min(self.batch_size, os.cpu_count() or 1)
+            self._prepare_pool = ThreadPoolExecutor(threads, thread_name_prefix="deblur-flow")
+        return list(self._prepare_pool.map(self.prepare, windows))
 
     def _to_host(self, y: torch.Tensor) -> np.ndarray:
         if self.device.type == "cuda":

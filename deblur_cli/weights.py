@@ -54,17 +54,19 @@ class ModelEntry:
 
 
 MODELS: dict[str, ModelEntry] = {
-    "dblrnet": ModelEntry("dblrnet.safetensors", "DBLRNet, paper layers, content loss"),
+    "dblrnet": ModelEntry(
+        "dblrnet.safetensors", "DBLRNet, paper layers, content loss (default on CUDA)"
+    ),
     "dblrgan": ModelEntry("dblrgan.safetensors", "DBLRGAN, adversarial fine-tune of dblrnet"),
     "dblrnet-fast": ModelEntry(
         "dblrnet-fast.safetensors",
-        "32-channel, 6-block preset with aligned neighbours, ~12x fewer FLOPs (default)",
+        "32-channel, 6-block preset with aligned neighbours, ~12x fewer FLOPs (default on a CPU)",
     ),
 }
-# The default on a CPU: the fast preset, ~8x faster there than the paper-size model and within
-# ~0.2 dB of it (weights/MODEL_CARD.md). On CUDA the paper-size model is the better and the faster
-# one (the fast preset's DIS alignment runs on the host CPU: benchmarks/RESULTS.md), so
-# ``--model auto`` picks by device.
+# The default on a CPU: the fast preset, 8-17x faster there than the paper-size model and within
+# ~0.2 dB of it (weights/MODEL_CARD.md). On CUDA both networks are cheap next to the DIS alignment
+# they share, which runs on the host CPU (benchmarks/RESULTS.md), so ``--model auto`` takes the
+# better model there.
 DEFAULT_MODEL = "dblrnet-fast"
 CUDA_DEFAULT_MODEL = "dblrnet"
 AUTO_MODEL = "auto"

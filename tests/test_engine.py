@@ -145,3 +145,19 @@ def test_device_and_precision_resolution() -> None:
     assert resolve_precision("auto", cpu) in ("bf16", "fp32")
     with pytest.raises(ValueError):
         resolve_precision("int8", cpu)
+
+
+def test_aligned_windows_of_a_batch_are_prepared_in_parallel_with_the_same_result() -> None:
+    # A batch's flows run in threads (on CUDA they set the speed): the output must not change.
+    torch.manual_seed(0)
+    model = DBLRNet(DBLRNetConfig(first_width=4, width=8, blocks=1, head_width=8, align=True))
+    rng = np.random.default_rng(0)
+    base = cv2.GaussianBlur(rng.random((80, 120)).astype(np.float32), (0, 0), 2)
+    planes = [base[8 + k : 72 + k, 8 + 2 * k : 104 + 2 * k] for k in range(7)]
+
+    def restored(batch_size: int) -> list[np.ndarray]:
+        engine = Deblurrer(model, "cpu", "fp32", batch_size=batch_size)
+        return [plane for _, plane in engine.stream(enumerate(planes))]
+
+    one, four = restored(1), restored(4)
+    assert all(np.array_equal(a, b) for a, b in zip(one, four, strict=True))

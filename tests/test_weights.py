@@ -72,7 +72,7 @@ def test_uninstalled_shipped_name_names_the_file(
 
 
 def test_model_auto_follows_the_device() -> None:
-    # On CUDA the paper-size model is faster than the fast preset (benchmarks/RESULTS.md).
+    # On CUDA both networks are cheap next to their host-side optical flow: take the better one.
     from deblur_cli.commands.options import chosen_model
     from deblur_cli.weights import default_model
 

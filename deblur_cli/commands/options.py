@@ -18,7 +18,7 @@ _ENGINE_OPTIONS = [
         show_default=True,
         help="Shipped name (dblrnet, dblrgan, dblrnet-fast), a .safetensors path, "
         "or hf://owner/repo/file.safetensors. auto: dblrnet-fast, or dblrnet on CUDA "
-        "(faster there, and better).",
+        "(better, and the networks cost little there next to the optical flow).",
     ),
     click.option(
         "--device",
