@@ -542,6 +542,13 @@ class Trainer:
         result["gain_db"] = result["val_psnr"] - result["input_psnr"]
         return result
 
+    def _validate_and_log(self, step: int) -> None:
+        model = self.release_model()
+        metrics = self.validate(model)
+        self._after_validation(metrics, model)
+        self.log({"step": step, **metrics, "lr": self.opt.param_groups[0]["lr"],
+                  "cpu_minutes": self.state.cpu_seconds / 60})  # fmt: skip
+
     def _after_validation(self, metrics: dict[str, float], model: DBLRNet) -> None:
         value = metrics["val_psnr"]
         if self.world_size > 1:  # rank 0's number decides, so every rank schedules alike
@@ -649,17 +656,18 @@ class Trainer:
                           "cpu_minutes": self.state.cpu_seconds / 60,
                           "wall_minutes": self.state.wall_seconds / 60})  # fmt: skip
                 window_start, window_steps, sums = time.monotonic(), 0, {}
-            if self.val is not None and (step % options.val_every == 0 or step == options.steps):
-                model = self.release_model()
-                metrics = self.validate(model)
-                self._after_validation(metrics, model)
-                self.log({"step": step, **metrics, "lr": self.opt.param_groups[0]["lr"],
-                          "cpu_minutes": self.state.cpu_seconds / 60})  # fmt: skip
+            out_of_time = self.out_of_time_budget()
+            # A run stopped by its time budget validates its final step too: with the cosine
+            # schedule that is usually the best one, and only validated steps can be kept.
+            if self.val is not None and (
+                step % options.val_every == 0 or step == options.steps or out_of_time
+            ):
+                self._validate_and_log(step)
             due = time.monotonic() - last_ckpt > options.ckpt_minutes * 60
             if step % options.ckpt_every == 0 or due or step == options.steps:
                 self.save_resume()
                 last_ckpt = time.monotonic()
-            if self.state.stopped_early or self.out_of_time_budget():
+            if self.state.stopped_early or out_of_time:
                 self.save_resume()
                 break
         if self.rank == 0:

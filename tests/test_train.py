@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -199,11 +200,14 @@ def test_a_wall_clock_budget_ends_the_run_and_drives_the_cosine(
     dataset: Path, tmp_path: Path
 ) -> None:
     trainer = Trainer(options(dataset, tmp_path, steps=10**6, minutes=0.02, schedule="cosine",
-                              lr_min=0.0))  # fmt: skip
+                              lr_min=0.0, val_every=10**6))  # fmt: skip
     state = trainer.run()
     assert 0 < state.step < 10**6 and state.wall_seconds >= 0.02 * 60
     assert trainer.progress() == 1.0
     assert trainer.opt.param_groups[0]["lr"] < 0.05 * trainer.options.lr  # decayed to the end
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    validated = [r["step"] for r in records if "val_psnr" in r]
+    assert validated[-1] == state.step  # the final step is validated, whatever val_every says
 
 
 def test_cuda_training_without_a_gpu_is_a_clear_error(dataset: Path, tmp_path: Path) -> None:

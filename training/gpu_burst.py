@@ -8,7 +8,14 @@ stage starts from the shipped file and copies its weights and log to ``--out`` a
 so a stage that fails or a budget cut short loses only what was still running.
 
     python training/gpu_burst.py --corpus corpus --data /tmp/data --runs /tmp/runs \\
-        --out "$OUT" --minutes 6.5
+        --out "$OUT" --minutes 6.5 [--val .burst/val_other_128]
+
+The validation sets are made from other sequences than the corpus that travels, and do not fit
+beside it whole, so ``--crop-val`` first writes the centre crops of one (here, before the run):
+with ``--val`` each stage then validates on them and delivers its best step (the GAN stage keeps
+its latest step within ``--gan-tolerance`` of its start, as on the CPU):
+
+    python training/gpu_burst.py --crop-val data/val_other .burst/val_other_128
 
 The shares and flags below are the recipe; EXPERIMENTS.md records each burst and its scores.
 """
@@ -28,11 +35,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "training")]
 
+import cv2  # noqa: E402
 import make_data  # noqa: E402
 
 from deblur_cli.train import TrainOptions, export_checkpoint, train  # noqa: E402
 
 TRAIN_SETS = ("train_moderate", "train_sharp", "train_clean")
+VAL_CROP = 128  # px: (b) cropped so is 6.7 MB; with the DAVIS corpus and the tree, under 64 MiB
 # The session-7 recipe (training/*/COMMAND), scaled for a GPU: larger crops and batches.
 COMMON = TrainOptions(
     out_dir="", train_data=[], steps=10**9, norm="none", align=True, optimizer="adamw",
@@ -67,22 +76,39 @@ CHAINS = (
 
 
 def stage_options(
-    stage: Stage, data: Path, runs: Path, minutes: float, device: str
+    stage: Stage, data: Path, runs: Path, minutes: float, device: str, val: Path | None = None
 ) -> TrainOptions:
     """The stage's TrainOptions; ``@NAME`` as init means the weights stage NAME just made."""
     options = dict(stage.options)
     init = options["init"]
     options["init"] = str(runs / init[1:] / "last.safetensors") if init.startswith("@") else init
+    if val is not None:
+        options.update(val_data=[f"dvd:{val}"], val_every=500, val_windows=16, val_crop=VAL_CROP)
     return replace(
         COMMON, **options, out_dir=str(runs / stage.name), device=device,
         train_data=[f"dvd:{data / name}" for name in TRAIN_SETS], minutes=stage.share * minutes,
     )  # fmt: skip
 
 
+def crop_validation(source: Path, target: Path, size: int = VAL_CROP) -> int:
+    """Write the centre ``size`` x ``size`` crops of a DVD-layout set; returns the frame count."""
+    count = 0
+    for image in sorted(source.rglob("*.png")):
+        frame = cv2.imread(str(image), cv2.IMREAD_UNCHANGED)
+        top, left = (frame.shape[0] - size) // 2, (frame.shape[1] - size) // 2
+        out = target / image.relative_to(source)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(out), frame[top : top + size, left : left + size]):
+            raise OSError(f"cannot write {out}")
+        count += 1
+    return count
+
+
 def deliver(stage: Stage, runs: Path, out: Path) -> None:
-    """Copy a stage's weights (the last checkpoint's average if it was cut short) and log."""
+    """Copy a stage's weights and log: its best step (= the last without validation), or the
+    last checkpoint's average if it was cut short."""
     run = runs / stage.name
-    weights = run / "last.safetensors"
+    weights = run / "best.safetensors"
     if not weights.is_file() and (run / "resume.pt").is_file():
         export_checkpoint(run / "resume.pt", weights)
     if weights.is_file():
@@ -92,14 +118,12 @@ def deliver(stage: Stage, runs: Path, out: Path) -> None:
 
 
 def run_chain(chain: tuple[Stage, ...], data: Path, runs: Path, out: Path, minutes: float,
-              device: str) -> None:  # fmt: skip
-    import cv2  # one thread each: the data loader's workers share the cores
-
-    cv2.setNumThreads(1)
+              device: str, val: Path | None) -> None:  # fmt: skip
+    cv2.setNumThreads(1)  # one thread each: the data loader's workers share the cores
     for stage in chain:
         started = time.monotonic()
         try:
-            state = train(stage_options(stage, data, runs, minutes, device))
+            state = train(stage_options(stage, data, runs, minutes, device, val))
             print(f"{stage.name}: {state.step} steps in {time.monotonic() - started:.0f} s",
                   flush=True)  # fmt: skip
         except Exception:  # report, deliver what exists, let the other chains go on
@@ -122,13 +146,21 @@ def summarise(runs: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=make_data.CORPUS)
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--runs", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--minutes", type=float, required=True, help="training time, all chains")
+    parser.add_argument("--data", type=Path)
+    parser.add_argument("--runs", type=Path)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--minutes", type=float, help="training time, all chains")
     parser.add_argument("--jobs", type=int, default=15, help="processes making the data")
     parser.add_argument("--device", default="cuda")
+    parser.add_argument("--val", type=Path, help="a folder written by --crop-val")
+    parser.add_argument("--crop-val", nargs=2, type=Path, metavar=("SOURCE", "TARGET"),
+                        help="write the centre crops of a validation set, then exit")  # fmt: skip
     args = parser.parse_args()
+    if args.crop_val:
+        print(f"{crop_validation(*args.crop_val)} frames cropped to {args.crop_val[1]}")
+        return
+    if None in (args.data, args.runs, args.out, args.minutes):
+        parser.error("--data, --runs, --out and --minutes are needed for a burst")
     started = time.monotonic()
     make_data.main(args.data, list(TRAIN_SETS), args.jobs, args.corpus)
     print(f"data made in {time.monotonic() - started:.0f} s", flush=True)
@@ -136,7 +168,7 @@ def main() -> None:
     context = multiprocessing.get_context("spawn")  # CUDA cannot be used in forked children
     chains = [
         context.Process(target=run_chain, args=(chain, args.data, args.runs, args.out,
-                                                args.minutes, args.device))
+                                                args.minutes, args.device, args.val))
         for chain in CHAINS
     ]  # fmt: skip
     for process in chains:
