@@ -552,7 +552,7 @@ class Trainer:
     def _after_validation(self, metrics: dict[str, float], model: DBLRNet) -> None:
         value = metrics["val_psnr"]
         if self.world_size > 1:  # rank 0's number decides, so every rank schedules alike
-            tensor = torch.tensor([value], dtype=torch.float64)
+            tensor = torch.tensor([value], dtype=torch.float64, device=self.device)  # NCCL: on GPU
             dist.broadcast(tensor, 0)
             value = float(tensor.item())
         if self.options.stage == "gan":
