@@ -56,7 +56,7 @@ class Stage:
 
     name: str
     share: float
-    options: dict
+    options: dict[str, object]
 
 
 # Each chain runs in its own process; the chains share the GPU. The GAN stage starts from the
