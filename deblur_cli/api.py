@@ -381,10 +381,14 @@ def plan_frames_output(
 # -- video ---------------------------------------------------------------------------------------
 
 
-def _default_engine() -> Deblurrer:
-    from deblur_cli.weights import load_model
+def default_engine() -> tuple[str, Deblurrer]:
+    """The model ``--model auto`` would run here and its engine: the library's default too."""
+    from deblur_cli.engine import resolve_device
+    from deblur_cli.weights import default_model, load_model
 
-    return Deblurrer(load_model())
+    device = resolve_device("auto")
+    name = default_model(device)
+    return name, Deblurrer(load_model(name), device=str(device))
 
 
 def deblur_video(
@@ -417,7 +421,7 @@ def deblur_video(
     check_output_file(source, destination, overwrite)
     if start is not None and end is not None and end <= start:
         raise InvalidMediaError(f"--end ({end}) must be after --start ({start})")
-    engine = engine or _default_engine()
+    engine = engine or default_engine()[1]
     settings = EncodeSettings(codec, crf, preset, pix_fmt, compare)
     began = time.perf_counter()
     with (
@@ -497,7 +501,7 @@ def deblur_frames(
     source = Path(source)
     files = list_images(source)
     destination = plan_frames_output(source, destination, [f.name for f in files], overwrite)
-    engine = engine or _default_engine()
+    engine = engine or default_engine()[1]
     skipped: list[str] = []
     written = 0
     began = time.perf_counter()

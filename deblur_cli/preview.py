@@ -28,6 +28,7 @@ from deblur_cli.api import (
     atomic_file,
     check_input_file,
     check_output_file,
+    default_engine,
     interrupts_as_errors,
 )
 from deblur_cli.color import luma_to_unit, unit_to_luma
@@ -44,7 +45,6 @@ from deblur_cli.frames import (
 )
 from deblur_cli.strength import blend, check_strength
 from deblur_cli.video import FrameLayout, VideoFrameData, VideoReader, fill_frame
-from deblur_cli.weights import DEFAULT_MODEL, load_model
 
 SEARCH_SECONDS = 10.0
 # Frame folders carry no timestamps: for --at and the search they count as this many per second.
@@ -335,8 +335,11 @@ def preview(
     strength = check_strength(strength)
     source, output = plan_preview(source, output, overwrite)
     frames = open_frames(source)
-    label = model or (DEFAULT_MODEL if engine is None else "the model")
-    engine = engine or Deblurrer(load_model(DEFAULT_MODEL))
+    if engine is None:
+        default_name, engine = default_engine()
+        label = model or default_name
+    else:
+        label = model or "the model"
     with interrupts_as_errors():
         chosen = "--at" if at is not None else f"blurriest of the first {SEARCH_SECONDS:g} s"
         if at is None:

@@ -79,3 +79,14 @@ def test_model_auto_follows_the_device() -> None:
     assert chosen_model("auto", "cpu") == "dblrnet-fast"
     assert default_model(torch.device("cuda")) == "dblrnet"
     assert chosen_model("dblrgan", "cpu") == "dblrgan"
+
+
+def test_the_library_default_engine_is_the_auto_model() -> None:
+    # deblur_video(..., engine=None) and preview(...) run what `--model auto` would.
+    from deblur_cli.api import default_engine
+    from deblur_cli.engine import resolve_device
+    from deblur_cli.weights import default_model
+
+    name, engine = default_engine()
+    assert name == default_model(resolve_device("auto"))
+    assert engine.config == load_model(name).config
