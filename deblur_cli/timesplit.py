@@ -401,12 +401,15 @@ def deblur_video_split(
     compare: bool = False,
     overwrite: bool = False,
     strength: float = 1.0,
+    strict: bool = False,
     progress: Progress | None = None,
 ) -> Summary | None:
     """:func:`deblur_video` with the work split by time across the ranks of ``launch``.
 
     Every rank calls it; rank 0 returns the summary of the whole file, the others None. A video
-    that cannot be split (frames without timestamps) is done by rank 0 alone.
+    that cannot be split (frames without timestamps, packets that cannot be read) is done by
+    rank 0 alone, keeping the frames before a decoding error unless ``strict``. The parts
+    themselves are always strict: a part that stops decoding fails the run.
     """
     strength = check_strength(strength)
     source = check_input_file(source)
@@ -420,8 +423,9 @@ def deblur_video_split(
         if not isinstance(plan, SplitPlan):
             why = f"{source} is not split by time: {plan}; rank 0 does it alone"
             return _one_rank(
-                source, destination, engine, launch, settings, overwrite, strength, progress, why
-            )
+                source, destination, engine, launch, settings, why, overwrite=overwrite,
+                strict=strict, strength=strength, progress=progress,
+            )  # fmt: skip
         paths = [plan.part_path(destination, part) for part in range(plan.parts)]
         mine = paths[launch.rank : launch.rank + 1]
         with removed_on_failure(paths if launch.rank == 0 else mine):
@@ -476,10 +480,12 @@ def _one_rank(
     engine: Deblurrer,
     launch: Launch,
     settings: EncodeSettings,
+    why: str,
+    *,
     overwrite: bool,
+    strict: bool,
     strength: float,
     progress: Progress | None,
-    why: str,
 ) -> Summary | None:
     """Rank 0 does the whole file while the others wait (a video that cannot be split)."""
     summary = None
@@ -494,6 +500,7 @@ def _one_rank(
             pix_fmt=settings.pix_fmt,
             compare=settings.compare,
             overwrite=overwrite,
+            strict=strict,
             strength=strength,
             progress=progress,
         )

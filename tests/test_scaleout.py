@@ -330,3 +330,32 @@ def test_interrupted_rank_leaves_no_partial_file(
     assert run.returncode != 0
     assert "interrupted" in stderr
     assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_a_video_done_by_rank_zero_alone_honours_strict(
+    tmp_path: Path, tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch, strict: bool
+) -> None:
+    """A file that cannot be split falls back to one process; a corrupt one then keeps its good
+    part, or with --strict fails as a single-process run does."""
+    from test_robustness import corrupt_middle
+
+    from deblur_cli.errors import PartialDecodeError
+
+    _, broken = corrupt_middle(tmp_path)
+    monkeypatch.setattr("deblur_cli.timesplit.make_plan", lambda *_: "it cannot be read")
+    engine = tiny_engine(tiny_model_path)
+    out = tmp_path / "out.mp4"
+    options = {"crf": 0, "preset": "ultrafast", "strict": strict}
+
+    def run() -> None:
+        jobs = [(broken, out)]
+        _split_jobs(jobs, engine, Launch(), Feedback(True), Estimator(engine, "t"), **options)
+
+    if strict:
+        with pytest.raises(PartialDecodeError):
+            run()
+        assert not out.exists()
+    else:
+        run()
+        assert 0 < len(read_clip(out).times) < 30

@@ -98,7 +98,12 @@ def video_command(
     estimator = Estimator(deblurrer, str(engine["model"]))
     if split:
         encoding = {"codec": codec, "crf": crf, "preset": preset, "pix_fmt": pix_fmt}
-        options = {"compare": compare, "overwrite": overwrite, "strength": strength}
+        options = {
+            "compare": compare,
+            "overwrite": overwrite,
+            "strength": strength,
+            "strict": strict,
+        }
         _split_jobs(jobs, deblurrer, launch, feedback, estimator, **encoding, **options)
         return
     for source, destination in jobs:
@@ -147,7 +152,7 @@ def _split_jobs(
 ) -> None:
     """Every rank takes its time part of every file in turn; rank 0 prints each file's
     estimate (the ranks' parts run at once) and reports each joined file. ``options`` are
-    :func:`deblur_video_split`'s keywords (encoding, compare, overwrite, strength)."""
+    :func:`deblur_video_split`'s keywords (encoding, compare, overwrite, strength, strict)."""
     for source, destination in jobs:
         if launch.rank == 0:
             feedback.upfront(partial(estimator.video, source, processes=launch.world_size))
