@@ -359,3 +359,20 @@ def test_a_video_done_by_rank_zero_alone_honours_strict(
     else:
         run()
         assert 0 < len(read_clip(out).times) < 30
+
+
+def test_the_split_estimate_counts_one_process_for_a_video_that_cannot_be_split(
+    tmp_path: Path,
+    tiny_model_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rank 0 does such a file alone, so dividing by the processes would promise too little."""
+    source = scene_clip(tmp_path / "scenes.mp4", frames=6, cuts=())
+    engine = tiny_engine(tiny_model_path)
+    monkeypatch.setattr("deblur_cli.commands.video.deblur_video_split", lambda *a, **k: None)
+    monkeypatch.setattr("deblur_cli.commands.video.frame_timestamps", lambda _: "no timestamps")
+    launch = Launch(rank=0, world_size=2)
+    _split_jobs([(source, tmp_path / "o.mp4")], engine, launch, Feedback(), Estimator(engine, "t"))
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.endswith(" in all") and "processes" not in line

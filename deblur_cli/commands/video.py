@@ -25,8 +25,8 @@ from deblur_cli.distributed import (
     threads_per_process,
 )
 from deblur_cli.engine import Deblurrer
-from deblur_cli.estimate import Estimator
-from deblur_cli.timesplit import deblur_video_split
+from deblur_cli.estimate import Estimator, RunEstimate
+from deblur_cli.timesplit import deblur_video_split, frame_timestamps
 
 
 @click.command("video")
@@ -142,6 +142,14 @@ def time_split_wanted(explicit: bool, inputs: int, start: float | None, end: flo
     return explicit or inputs == 1
 
 
+def _split_estimate(estimator: Estimator, source: Path, processes: int) -> RunEstimate | None:
+    """The estimate over ``processes`` parts at once, or over one process for a video that
+    cannot be split by time (rank 0 then does it alone): a packet pass, no decoding."""
+    if isinstance(frame_timestamps(source), str):
+        processes = 1
+    return estimator.video(source, processes=processes)
+
+
 def _split_jobs(
     jobs: list[tuple[Path, Path]],
     deblurrer: Deblurrer,
@@ -155,7 +163,7 @@ def _split_jobs(
     :func:`deblur_video_split`'s keywords (encoding, compare, overwrite, strength, strict)."""
     for source, destination in jobs:
         if launch.rank == 0:
-            feedback.upfront(partial(estimator.video, source, processes=launch.world_size))
+            feedback.upfront(partial(_split_estimate, estimator, source, launch.world_size))
         label = f"{source.name} (part {launch.rank + 1}/{launch.world_size})"
         with feedback.task(label) as progress:
             summary = deblur_video_split(
