@@ -75,6 +75,16 @@ def barrier(launch: Launch) -> None:
         _wait(dist.barrier(async_op=True))
 
 
+def leave_process_group() -> None:
+    """Leave the process group once every rank is done (a no-op when not distributed).
+
+    A rank that exits with the group still up can abort in gloo's threads ("terminate called
+    without an active exception", exit -6): the two-process training test did, 1 run in 6."""
+    if dist.is_initialized():
+        _wait(dist.barrier(async_op=True))
+        dist.destroy_process_group()
+
+
 def _wait(work: dist.Work | None) -> None:
     """Sleep until an asynchronous collective completes; re-raise its error, if any."""
     if work is None:

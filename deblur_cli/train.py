@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from deblur_cli.atomic import replaced_file
 from deblur_cli.datasets import NeighbourAugment, WindowDataset, find_sequences
-from deblur_cli.distributed import current_launch, init_process_group
+from deblur_cli.distributed import current_launch, init_process_group, leave_process_group
 from deblur_cli.engine import channels_last, cpu_has_native_bf16, resolve_device
 from deblur_cli.errors import DatasetError, DeblurError
 from deblur_cli.metrics import psnr, ssim
@@ -729,4 +729,6 @@ def train(
     options: TrainOptions, resume: bool = False, progress: ProgressHook | None = None
 ) -> TrainState:
     """Run one training stage; the library entry point behind ``deblur train``."""
-    return Trainer(options, resume=resume).run(progress)
+    state = Trainer(options, resume=resume).run(progress)
+    leave_process_group()
+    return state

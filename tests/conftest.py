@@ -6,6 +6,7 @@ bit depth, colour tags, rotation - is set deliberately and known exactly.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -222,3 +223,11 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     clips = synthesize_dataset(bundled_sources("train"), 3, 5, (48, 48), seed=1, process="shake")
     write_dataset(clips, root, layout="dvd")
     return root
+
+
+def free_port() -> str:
+    """A TCP port that no process holds now, for a torchrun rendezvous: a fixed port can still
+    be held by the previous run's processes, which once failed the two-process training test."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return str(probe.getsockname()[1])

@@ -17,7 +17,7 @@ import av
 import click
 import numpy as np
 import pytest
-from conftest import pattern_planes, planes_to_frame, read_clip
+from conftest import free_port, pattern_planes, planes_to_frame, read_clip
 
 from deblur_cli.api import atomic_file, deblur_video
 from deblur_cli.color import luma_to_unit
@@ -51,7 +51,7 @@ def test_torchrun_two_ranks_split_the_files(
     out = tmp_path / "out"
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-        "--master-port", "29541", "-m", "deblur_cli", "video", *map(str, inputs),
+        "--master-port", free_port(), "-m", "deblur_cli", "video", *map(str, inputs),
         "-o", str(out), *model_args,
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -273,7 +273,7 @@ def test_torchrun_two_ranks_split_one_clip_like_one_process(
     short = clip_factory("short.mp4", frames=1, audio=True)
     out = tmp_path / "out"
     command = [
-        *TORCHRUN, "--master-port", "29543", "-m", "deblur_cli", "video", str(vfr), str(short),
+        *TORCHRUN, "--master-port", free_port(), "-m", "deblur_cli", "video", str(vfr), str(short),
         "--split-time", "-o", str(out), "--crf", "0", *model_args,
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -311,7 +311,7 @@ def test_interrupted_rank_leaves_no_partial_file(
     out.mkdir()
     marker = f"DEBLUR_TEST_RUN={os.getpid()}"
     command = [
-        *TORCHRUN, "--master-port", "29547", "-m", "deblur_cli", "video", str(source),
+        *TORCHRUN, "--master-port", free_port(), "-m", "deblur_cli", "video", str(source),
         "-o", str(out / "long.mp4"), *model_args,
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", marker.split("=")[0]: marker.split("=")[1]}

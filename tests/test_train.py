@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import free_port
 from safetensors.torch import load_file
 
 from deblur_cli.cli import main
@@ -112,7 +113,7 @@ def test_two_process_ddp_with_gloo(dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-        "--master-port", "29533", "-m", "deblur_cli", "train", "--data", f"dvd:{dataset}",
+        "--master-port", free_port(), "-m", "deblur_cli", "train", "--data", f"dvd:{dataset}",
         "--out", str(out), "--preset", "tiny", "--steps", "4", "--batch", "1", "--crop", "32",
         "--log-every", "2",
         "--precision", "fp32", "-q",

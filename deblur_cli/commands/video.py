@@ -18,9 +18,9 @@ from deblur_cli.commands.options import (
 from deblur_cli.commands.progress import Feedback
 from deblur_cli.distributed import (
     Launch,
-    barrier,
     current_launch,
     init_process_group,
+    leave_process_group,
     shard,
     threads_per_process,
 )
@@ -105,6 +105,7 @@ def video_command(
             "strict": strict,
         }
         _split_jobs(jobs, deblurrer, launch, feedback, estimator, **encoding, **options)
+        leave_process_group()
         return
     for source, destination in jobs:
         feedback.upfront(partial(estimator.video, source, start, end))
@@ -126,7 +127,7 @@ def video_command(
                 progress=progress,
             )
         feedback.report(summary)
-    barrier(launch)
+    leave_process_group()  # every rank waits here until all files are done
 
 
 def time_split_wanted(explicit: bool, inputs: int, start: float | None, end: float | None) -> bool:
