@@ -260,6 +260,10 @@ def fixed_validation_windows(
 # ---------------------------------------------------------------- helpers
 
 
+def batchnorm_layers(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 @torch.no_grad()
 def recalibrate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor]) -> None:
     """Replace every BatchNorm's running statistics by their plain average over ``batches``.
@@ -267,7 +271,7 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor]) -> 
     "Precise BN" (Wu & Johnson, 2021): the exponential running average tracks the last few
     batches, which with small, heterogeneous batches is a poor estimate of the population.
     """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = batchnorm_layers(model)
     momenta = [m.momentum for m in norms]
     for norm in norms:
         norm.reset_running_stats()
@@ -685,7 +689,7 @@ def calibrate(
     """Recompute ``model``'s BatchNorm statistics on a fixed set of training batches.
 
     A model without BatchNorm (``norm="none"``) has nothing to recompute: no batches are run."""
-    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+    if not batchnorm_layers(model):
         return
     sampler = StepBatches(len(windows), batch, seed + CALIBRATION_SEED, 0, batches, 0)
     loader = DataLoader(SeededWindows(windows), batch_sampler=sampler)

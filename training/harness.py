@@ -4,7 +4,7 @@ A network that never learned cannot be rescued by more hours, so recipes are com
 they reach per CPU-minute before one is given a long run. Every arm is a real ``deblur train``
 run (fast preset unless the arm says otherwise) on the same data and seed, stopped by
 ``--cpu-minutes``, one thread per arm, arms in parallel. Each arm is then scored by the real
-engine (``deblur_cli.bench.run_bench``: whole frames, Y PSNR of output and input) on the three
+engine (``deblur_cli.bench.run_bench``: whole frames, Y PSNR of output and input) on the
 validation sets of ``training/make_data.py``:
 
   (a) val_own          held-back clips of the training kind (validation sequences and seeds)

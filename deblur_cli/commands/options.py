@@ -95,9 +95,10 @@ def make_engine(
     compile_model: bool = False,
     threads: int | None = None,
 ) -> Deblurrer:
-    """Load the model named on the command line and prepare it for inference."""
+    """Load the model named on the command line (already through :func:`chosen_model`) and
+    prepare it for inference."""
     return Deblurrer(
-        load_model(chosen_model(model, device)),
+        load_model(model),
         device=device,
         precision=precision,
         batch_size=batch_size,
