@@ -6,8 +6,10 @@ bit depth, colour tags, rotation - is set deliberately and known exactly.
 
 from __future__ import annotations
 
+import signal
 import socket
-from collections.abc import Callable, Sequence
+import subprocess
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -214,6 +216,20 @@ def make_audio_only(path: Path) -> Path:
     return path
 
 
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Torch on one intra-op thread for the test, as real CPU-budget runs are (OMP_NUM_THREADS=1).
+
+    A budget in process CPU time also counts the spin-waiting of idle OpenMP threads: on a busy
+    machine one tiny step measured 0.5 s instead of 0.02 s, jumping past the rest of a 1.2 s
+    budget before the cosine had decayed.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three tiny synthetic clips in the DVD layout, for real (tiny) training runs."""
@@ -223,6 +239,20 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     clips = synthesize_dataset(bundled_sources("train"), 3, 5, (48, 48), seed=1, process="shake")
     write_dataset(clips, root, layout="dvd")
     return root
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def start_interruptible(command: Sequence[str], **popen: object) -> subprocess.Popen:
+    """Start ``command`` with Ctrl-C (SIGINT) at its default, whatever this process inherited.
+
+    A shell starts a background job (``pytest ... &``) with SIGINT ignored, and children inherit
+    that; Python then never raises KeyboardInterrupt, so a Ctrl-C test waited out its timeout
+    instead of testing the interrupt.
+    """
+    return subprocess.Popen(command, preexec_fn=_default_sigint, **popen)  # type: ignore[call-overload]
 
 
 def free_port() -> str:

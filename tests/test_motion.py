@@ -107,6 +107,7 @@ def test_training_windows_carry_the_motion_planes(dataset: Path) -> None:
     assert sharp.shape == (1, 24, 24)
 
 
+@pytest.mark.usefixtures("one_torch_thread")
 def test_cosine_run_with_hints_stops_at_its_cpu_budget(dataset: Path, tmp_path: Path) -> None:
     options = TrainOptions(
         out_dir=str(tmp_path), train_data=[f"dvd:{dataset}"], val_data=[f"dvd:{dataset}"],

@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import make_audio_only, make_clip, read_clip
+from conftest import make_audio_only, make_clip, read_clip, start_interruptible
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
@@ -573,7 +573,7 @@ def test_frames_signal_midway_removes_partial_output(tmp_path, tiny_model_path, 
     before = snapshot(tmp_path)
     command = [sys.executable, "-m", "deblur_cli", "frames", str(tmp_path / "in")]
     command += ["-o", str(tmp_path / "out"), *model_options(tiny_model_path)]
-    process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True)
+    process = start_interruptible(command, cwd=REPO, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not any(
         any(folder.iterdir()) for folder in tmp_path.glob(".out.partial-*") if folder.is_dir()

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import make_audio_only, make_clip, read_clip
+from conftest import make_audio_only, make_clip, read_clip, start_interruptible
 
 from deblur_cli.api import deblur_video
 from deblur_cli.color import luma_to_unit, unit_to_luma
@@ -247,7 +247,7 @@ def test_signal_midway_removes_partial_output(tmp_path, tiny_model_path, signum,
     source = make_clip(tmp_path / "long.mp4", frames=400, width=96, height=64)
     command = [sys.executable, "-m", "deblur_cli", "video", str(source), "--model"]
     command += [str(tiny_model_path), "--precision", "fp32", "--device", "cpu", "-q"]
-    process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True)
+    process = start_interruptible(command, cwd=REPO, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not any(p.stat().st_size for p in tmp_path.iterdir() if ".partial-" in p.name):
         assert process.poll() is None and time.monotonic() < deadline, "never started writing"

@@ -163,6 +163,14 @@ def default(name: str) -> object:
     help="Weight of the adversarial loss in the GAN stage.",
 )
 @click.option(
+    "--lr-d",
+    type=float,
+    default=default("lr_d"),
+    show_default=True,
+    help="Discriminator learning rate (GAN stage). The paper's 1e-5 suits its long runs; a "
+    "discriminator trained from scratch for minutes needs more (DCGAN: 2e-4).",
+)
+@click.option(
     "--gan-tolerance",
     type=float,
     default=default("gan_tolerance"),
