@@ -500,19 +500,24 @@ class Trainer:
 
     def gan_step(self, blurry: torch.Tensor, sharp: torch.Tensor) -> dict[str, float]:
         assert self.d is not None and self.opt_d is not None
-        real = torch.ones(sharp.shape[0], dtype=torch.long, device=sharp.device)
-        fake = torch.zeros_like(real)
+        count = sharp.shape[0]
+        real = torch.ones(count, dtype=torch.long, device=sharp.device)
+        labels = torch.cat([real, torch.zeros_like(real)])
+        # Real and restored crops go through D in one batch. D has BatchNorm: given separately,
+        # each batch was normalised by its own statistics, which removed the very difference
+        # to be seen (restored crops have less fine-detail energy), and D stayed at chance
+        # (2 ln 2) for hundreds of steps; in one batch it learns (training/EXPERIMENTS.md).
         with autocast(self.options.precision, self.device):
             restored = self.g(blurry)
-            d_loss = F.cross_entropy(self.d(sharp).float(), real) + F.cross_entropy(
-                self.d(restored.detach()).float(), fake
-            )
+            logits = self.d(torch.cat([sharp, restored.detach().float()])).float()
+            d_loss = 2.0 * F.cross_entropy(logits, labels)  # = real + fake terms, as in the paper
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_d.step()
         with autocast(self.options.precision, self.device):
             # Non-saturating form of log(1 - D(G(x))): -log D(G(x)); same fixed point.
-            adversarial = F.cross_entropy(self.d(restored).float(), real)
+            logits = self.d(torch.cat([sharp, restored.float()])).float()
+            adversarial = F.cross_entropy(logits[count:], real)
         content = self.pixel_loss(restored.float(), sharp)
         loss = content + self.options.alpha * adversarial
         self.opt.zero_grad(set_to_none=True)

@@ -87,6 +87,21 @@ def test_gan_stage_updates_both_networks(dataset: Path, tmp_path: Path) -> None:
     assert "d_loss" in (tmp_path / "gan" / "metrics.jsonl").read_text()
 
 
+def test_the_discriminator_sees_real_and_restored_crops_in_one_batch(
+    dataset: Path, tmp_path: Path
+) -> None:
+    # D has BatchNorm: real and restored crops normalised apart lose the difference D must see
+    # (it stayed at chance for 300 steps that way, and learnt when they shared one batch).
+    Trainer(options(dataset, tmp_path / "content", steps=2)).run()
+    trainer = Trainer(options(dataset, tmp_path / "gan", stage="gan", steps=2, d_width=0.125,
+                              init=str(tmp_path / "content" / "last.safetensors")))  # fmt: skip
+    assert trainer.discriminator is not None
+    batches: list[int] = []
+    trainer.discriminator.register_forward_pre_hook(lambda _, args: batches.append(len(args[0])))
+    trainer.run()
+    assert batches and all(size == 2 * trainer.options.batch for size in batches)
+
+
 def test_cli_train_then_export_then_load(dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = ["train", "--data", f"dvd:{dataset}", "--out", str(out), "--preset", "tiny",
