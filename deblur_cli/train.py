@@ -515,7 +515,8 @@ class Trainer:
         d_loss.backward()
         self.opt_d.step()
         with autocast(self.options.precision, self.device):
-            # Non-saturating form of log(1 - D(G(x))): -log D(G(x)); same fixed point.
+            # Non-saturating form of log(1 - D(G(x))): -log D(G(x)); same fixed point. The real
+            # crops go in again only so that BatchNorm normalises as in D's step.
             logits = self.d(torch.cat([sharp, restored.float()])).float()
             adversarial = F.cross_entropy(logits[count:], real)
         content = self.pixel_loss(restored.float(), sharp)
