@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deblur_cli.models import DBLRNet, DBLRNetConfig, fold_batchnorm
+from deblur_cli.models.dblrnet import KERNEL_SIZE
 from deblur_cli.motion import window_preparer
 from deblur_cli.scenes import CutDetector
 
@@ -50,6 +51,8 @@ COMPILE_AFTER_FRAMES = 64
 def activation_bytes_per_pixel(config: DBLRNetConfig, dtype: torch.dtype) -> float:
     """Peak bytes per pixel of one window, from the measured constants above."""
     channels = 2 * config.head_width + config.width
+    if config.predict == "kernels":  # the predicted filters, and one frame's unfolded patches
+        channels += config.output_planes + KERNEL_SIZE**2
     itemsize = torch.finfo(dtype).bits // 8
     return PEAK_LIVE_CHANNELS_FACTOR * channels * itemsize
 
@@ -378,7 +381,8 @@ class Deblurrer(Generic[Payload]):
         if threads:
             torch.set_num_threads(threads)
         self.model: torch.nn.Module
-        if type(model).forward is DBLRNet.forward and model.config.body == "plain":
+        plain = model.config.body == "plain" and model.config.predict == "pixels"
+        if type(model).forward is DBLRNet.forward and plain:
             self.model = InferenceNet(model, self.dtype).to(self.device).eval()
             self.kernels = "onednn" if self.model.use_onednn() else "aten"
         else:  # a subclass with its own forward: run it as it is

@@ -94,6 +94,7 @@ class TrainOptions:
     motion_hints: bool = False  # DIS-flow motion planes as extra input (deblur_cli/motion.py)
     align: bool = False  # neighbours warped onto the centre frame by DIS flow
     body: str = "plain"  # "unet": residual blocks at 1/2 and 1/4 resolution (experimental)
+    predict: str = "pixels"  # "kernels": per-pixel filters applied to the frames (experimental)
     init: str | None = None  # weights to start from (the GAN stage starts from content weights)
     steps: int = 1000
     batch: int = 4
@@ -172,6 +173,7 @@ class TrainOptions:
             motion_hints=self.motion_hints,
             align=self.align,
             body=self.body,
+            predict=self.predict,
         )
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import pytest
 import torch
 
 from deblur_cli.models import FAST, PAPER, TINY, DBLRNet, DBLRNetConfig, fold_batchnorm
-from deblur_cli.models.dblrnet import TemporalConv
+from deblur_cli.models.dblrnet import KERNEL_SIZE, TemporalConv
 from deblur_cli.models.discriminator import Discriminator
 
 # Table I, counted layer by layer (convs followed by BN carry no bias; BN has gamma and beta):
@@ -135,3 +136,47 @@ def test_unet_receptive_radius_covers_its_reach() -> None:
 def test_unet_needs_no_batchnorm() -> None:
     with pytest.raises(ValueError):
         DBLRNetConfig(body="unet")
+
+
+KERNELS = replace(TINY, norm="none", predict="kernels")
+
+
+def test_kernel_output_starts_as_the_centre_frame_and_runs_in_the_engine() -> None:
+    from deblur_cli.engine import Deblurrer
+
+    model = DBLRNet(KERNELS).eval()
+    window = torch.rand(2, 1, 5, 37, 50)
+    expected = model(window)[:, 0].detach()
+    assert float((expected - window[:, 0, 2]).abs().max()) < 0.05  # near identity at init
+    restored = Deblurrer(model, device="cpu", precision="fp32").run_windows(window[:, 0].numpy())
+    assert float(abs(restored - expected.numpy()).max()) < 1e-5
+
+
+def test_kernel_output_applies_the_predicted_filter_to_the_frames() -> None:
+    """With L35 fixed to a constant filter (one tap of the next frame, one pixel to the
+    right), the output is the centre plus that neighbour shifted: the filters act on the
+    frames, frame-major, with replicated borders."""
+    model = DBLRNet(KERNELS).eval()
+    taps = KERNEL_SIZE**2
+    with torch.no_grad():
+        model.l35.weight.zero_()
+        model.l35.bias.zero_()
+        model.l35.bias[3 * taps + (KERNEL_SIZE // 2) * KERNEL_SIZE + KERNEL_SIZE // 2 + 1] = 1.0
+    window = torch.rand(1, 1, 5, 16, 20)
+    out = model(window)[0, 0]
+    shifted = torch.cat([window[0, 0, 3, :, 1:], window[0, 0, 3, :, -1:]], dim=1)
+    assert torch.allclose(out, window[0, 0, 2] + shifted, atol=1e-6)
+
+
+def test_kernel_output_radius_covers_its_reach() -> None:
+    model = DBLRNet(KERNELS).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1)
+    x = torch.full((1, 1, 5, 64, 64), 0.5, requires_grad=True)  # at 0 the filters act on 0
+    model(x)[0, 0, 32, 32].backward()
+    rows, cols = torch.nonzero(x.grad[0, 0].abs().sum(0) > 0, as_tuple=True)
+    reach = max(
+        32 - int(rows.min()), int(rows.max()) - 32, 32 - int(cols.min()), int(cols.max()) - 32
+    )
+    assert reach == KERNELS.receptive_radius - 1  # L35 is a 1x1 convolution here

@@ -16,6 +16,7 @@ from conftest import free_port
 from safetensors.torch import load_file
 
 from deblur_cli.cli import main
+from deblur_cli.engine import Deblurrer
 from deblur_cli.errors import DeblurError
 from deblur_cli.metrics import psnr
 from deblur_cli.train import (
@@ -122,6 +123,25 @@ def test_cli_train_then_export_then_load(dataset: Path, tmp_path: Path) -> None:
     before, after = load_file(str(exported)), load_file(str(calibrated))
     assert torch.equal(before["l35.weight"], after["l35.weight"])
     assert not torch.equal(before["bn31.running_var"], after["bn31.running_var"])
+
+
+def test_cli_trains_a_kernel_predicting_model_and_the_file_keeps_it(
+    dataset: Path, tmp_path: Path
+) -> None:
+    # --predict kernels is a layer change: the weight file must rebuild it, and the engine
+    # (general path) must run it on a whole frame.
+    out = tmp_path / "run"
+    args = ["train", "--data", f"dvd:{dataset}", "--out", str(out), "--preset", "tiny",
+            "--steps", "2", "--batch", "2", "--crop", "32", "--norm", "none", "--align",
+            "--predict", "kernels", "--precision", "fp32", "-q"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    model = load_model(str(out / "last.safetensors"))
+    assert model.config.predict == "kernels" and model.config.align
+    engine = Deblurrer(model, device="cpu", precision="fp32")
+    assert engine.kernels == "reference"
+    frames = np.random.default_rng(0).random((5, 40, 48), dtype=np.float32)
+    assert engine.run_windows(frames[None]).shape == (1, 40, 48)
 
 
 def test_cli_gan_stage_takes_the_discriminator_learning_rate(dataset: Path, tmp_path: Path) -> None:

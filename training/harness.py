@@ -77,6 +77,14 @@ ARMS: dict[str, tuple[tuple[str, ...], list[str]]] = {
         WITH_CLEAN,
         [*FASTER, *SMALL_CROPS, "--align", "--body", "unet", "--lr", "3e-4"],
     ),
+    # Session 10, on the unbiased data at the rate it survives from scratch (row 43): the
+    # control, and the network predicting a 5x5 filter per pixel and (aligned) frame instead of
+    # the pixels (kernel prediction, as KPN / STFAN): a sharp neighbour can be copied in.
+    "align-clean-3e-4": (WITH_CLEAN, [*FASTER, *SMALL_CROPS, "--align", "--lr", "3e-4"]),
+    "kernels-clean-3e-4": (
+        WITH_CLEAN,
+        [*FASTER, *SMALL_CROPS, "--align", "--lr", "3e-4", "--predict", "kernels"],
+    ),
 }
 VAL_SETS = {
     "own": "val_own",

@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from deblur_cli.models.dblrnet import BODIES, NORMS
+from deblur_cli.models.dblrnet import BODIES, NORMS, PREDICTIONS
 from deblur_cli.train import (
     OPTIMIZERS,
     PRESETS,
@@ -121,6 +121,13 @@ def default(name: str) -> object:
     default=default("body"),
     show_default=True,
     help="unet: residual blocks at 1/2 and 1/4 resolution, 4x the reach (needs --norm none).",
+)
+@click.option(
+    "--predict",
+    type=click.Choice(PREDICTIONS),
+    default=default("predict"),
+    show_default=True,
+    help="kernels: predict a 5x5 filter per pixel and frame, applied to the (aligned) frames.",
 )
 @click.option(
     "--optimizer", type=click.Choice(OPTIMIZERS), default=default("optimizer"), show_default=True

@@ -21,6 +21,8 @@ from torch import nn
 ARCHS = ("3d", "multi", "single")
 NORMS = ("batch", "none")
 BODIES = ("plain", "unet")
+PREDICTIONS = ("pixels", "kernels")  # what L35 predicts
+KERNEL_SIZE = 5  # taps per side of the per-pixel filters of the "kernels" prediction
 HINT_PLANES = 2  # motion hints: the centre frame's motion (dx, dy), see deblur_cli/motion.py
 
 
@@ -50,6 +52,12 @@ class DBLRNetConfig:
     # it runs on the engine's general path, and tiled output is exact only on tile offsets that
     # are multiples of 4.
     body: str = "plain"
+    # What L35 predicts. "kernels": not the correction itself but a KERNEL_SIZE^2 filter per
+    # pixel and frame (L35 is then 1x1); the correction is those filters applied to the
+    # (aligned) input frames (kernel prediction, as KPN and STFAN's filter-adaptive layers). A
+    # sharp aligned neighbour can be copied in and the centre sharpened by a local filter: an
+    # easier map to learn than the pixels. Experimental: it runs on the engine's general path.
+    predict: str = "pixels"
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -58,6 +66,8 @@ class DBLRNetConfig:
             raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
         if self.body not in BODIES:
             raise ValueError(f"body must be one of {BODIES}, got {self.body!r}")
+        if self.predict not in PREDICTIONS:
+            raise ValueError(f"predict must be one of {PREDICTIONS}, got {self.predict!r}")
         if self.body == "unet" and (self.norm != "none" or self.blocks < 3):
             raise ValueError("the unet body needs norm='none' and at least 3 blocks")
         if (self.motion_hints or self.align) and self.frames < 3:
@@ -85,9 +95,15 @@ class DBLRNetConfig:
         return 2 + 2 * self.blocks + 2 + 3
 
     @property
+    def output_planes(self) -> int:
+        """Channels of L35: the correction, or one filter per frame and pixel."""
+        return self.frames * KERNEL_SIZE**2 if self.predict == "kernels" else 1
+
+    @property
     def receptive_radius(self) -> int:
         """Pixels on each side that influence one output pixel (one per 3x3 conv at full
-        resolution, two at half, four at quarter)."""
+        resolution, two at half, four at quarter). The predicted filters reach only 2 pixels
+        into the frames, well inside what the convolutions that predict them see."""
         if self.body == "plain":
             return self.conv_layers
         outer, inner = unet_split(self.blocks)
@@ -238,7 +254,10 @@ class DBLRNet(nn.Module):
         self.bn32 = norm_layer(c.norm, c.width)
         self.l33 = conv3x3(c.width, c.head_width)
         self.l34 = conv3x3(c.head_width, c.head_width)
-        self.l35 = conv3x3(c.head_width, 1)
+        if c.predict == "kernels":  # 1x1: a 3x3 to 125 planes would cost a fifth more
+            self.l35: nn.Conv2d = nn.Conv2d(c.head_width, c.output_planes, 1)
+        else:
+            self.l35 = conv3x3(c.head_width, 1)
         # Start close to "output = input centre" when the global residual is on.
         if c.global_residual:
             nn.init.normal_(self.l35.weight, std=1e-3)
@@ -266,6 +285,8 @@ class DBLRNet(nn.Module):
         y = F.relu(self.l33(y))
         y = F.relu(self.l34(y))
         y = self.l35(y)
+        if self.config.predict == "kernels":
+            y = apply_kernels(y.float(), x[:, 0, : self.config.frames].float())
         if self.config.global_residual:
             # Added in fp32: under bf16 autocast the correction is small, the centre is not.
             y = y.float() + x[:, :, self.config.frames // 2].float()
@@ -286,7 +307,28 @@ class DBLRNet(nn.Module):
         if isinstance(self.blocks, UShapedBody):
             body = 2 * 9 * c.width * c.width + self.blocks.macs_per_pixel(c.width, c.blocks)
         head = 9 * c.width * c.head_width + 9 * c.head_width**2 + 9 * c.head_width
+        if c.predict == "kernels":  # the 1x1 L35, then one multiply-add per tap and frame
+            head += c.head_width * c.output_planes - 9 * c.head_width + c.output_planes
         return front + body + head
+
+
+def apply_kernels(kernels: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+    """Per-pixel filters applied to the frames and summed: N x 1 x H x W.
+
+    ``kernels`` is N x (T * K * K) x H x W (frame-major), ``frames`` N x T x H x W. Frames are
+    padded by replication, so a border pixel is not darkened by zeros. One frame at a time:
+    the unfolded patches of all frames at once would need T * K * K planes of memory.
+    """
+    taps = KERNEL_SIZE**2
+    pad = KERNEL_SIZE // 2
+    n, count, height, width = frames.shape
+    out = frames.new_zeros(n, 1, height, width)
+    for t in range(count):
+        padded = F.pad(frames[:, t : t + 1], (pad, pad, pad, pad), mode="replicate")
+        patches = F.unfold(padded, KERNEL_SIZE).view(n, taps, height, width)
+        weights = kernels[:, t * taps : (t + 1) * taps]
+        out = out + (weights * patches).sum(1, keepdim=True)
+    return out
 
 
 def fold_batchnorm(model: DBLRNet) -> DBLRNet:
