@@ -22,7 +22,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from deblur_cli.models import DBLRNet, DBLRNetConfig, fold_batchnorm
-from deblur_cli.models.dblrnet import KERNEL_SIZE
 from deblur_cli.motion import window_preparer
 from deblur_cli.scenes import CutDetector
 
@@ -50,9 +49,7 @@ COMPILE_AFTER_FRAMES = 64
 
 def activation_bytes_per_pixel(config: DBLRNetConfig, dtype: torch.dtype) -> float:
     """Peak bytes per pixel of one window, from the measured constants above."""
-    channels = 2 * config.head_width + config.width
-    if config.predict == "kernels":  # the predicted filters, and one frame's unfolded patches
-        channels += config.output_planes + KERNEL_SIZE**2
+    channels = 2 * config.head_width + config.width + config.filter_planes
     itemsize = torch.finfo(dtype).bits // 8
     return PEAK_LIVE_CHANNELS_FACTOR * channels * itemsize
 

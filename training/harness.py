@@ -53,6 +53,9 @@ FASTER = [
 SMALL_CROPS = ["--crop", "64", "--batch", "8"]
 MIXED = ("train_moderate", "train_sharp")
 WITH_CLEAN = (*MIXED, "train_clean")
+# On the unbiased data (bicubic sub-exposures) `align` died at 1e-3 from scratch (output =
+# input; EXPERIMENTS.md row 43); it learns at 3e-4.
+ALIGN_3E4 = [*FASTER, *SMALL_CROPS, "--align", "--lr", "3e-4"]
 ARMS: dict[str, tuple[tuple[str, ...], list[str]]] = {
     # name: (training sets under DATA, mixed by clip count; extra `deblur train` flags)
     "base": (("train_broad",), [*BASE, *SMALL_CROPS]),
@@ -68,23 +71,15 @@ ARMS: dict[str, tuple[tuple[str, ...], list[str]]] = {
     # loss that weighs them: Charbonnier (absolute error) against per-window PSNR (dB).
     "align-sharp": (MIXED, [*FASTER, *SMALL_CROPS, "--align"]),
     "align-psnr": (MIXED, [*FASTER, *SMALL_CROPS, "--align", "--loss", "psnr"]),
-    # On the unbiased data (bicubic sub-exposures) align-sharp died at 1e-3 (output = input).
-    "align-sharp-3e-4": (MIXED, [*FASTER, *SMALL_CROPS, "--align", "--lr", "3e-4"]),
+    "align-sharp-3e-4": (MIXED, ALIGN_3E4),
     # + train_clean (sharp clips, < 0.4 px of blur; 27% of the windows): leave them alone.
     "align-clean": (WITH_CLEAN, [*FASTER, *SMALL_CROPS, "--align"]),
     # The U-shaped body again, at a rate it survives (it died at 1e-3 without normalisation).
-    "unet-clean": (
-        WITH_CLEAN,
-        [*FASTER, *SMALL_CROPS, "--align", "--body", "unet", "--lr", "3e-4"],
-    ),
-    # Session 10, on the unbiased data at the rate it survives from scratch (row 43): the
-    # control, and the network predicting a 5x5 filter per pixel and (aligned) frame instead of
-    # the pixels (kernel prediction, as KPN / STFAN): a sharp neighbour can be copied in.
-    "align-clean-3e-4": (WITH_CLEAN, [*FASTER, *SMALL_CROPS, "--align", "--lr", "3e-4"]),
-    "kernels-clean-3e-4": (
-        WITH_CLEAN,
-        [*FASTER, *SMALL_CROPS, "--align", "--lr", "3e-4", "--predict", "kernels"],
-    ),
+    "unet-clean": (WITH_CLEAN, [*ALIGN_3E4, "--body", "unet"]),
+    # Session 10: the control, and the network predicting a 5x5 filter per pixel and (aligned)
+    # frame instead of the pixels (kernel prediction, as KPN / STFAN).
+    "align-clean-3e-4": (WITH_CLEAN, ALIGN_3E4),
+    "kernels-clean-3e-4": (WITH_CLEAN, [*ALIGN_3E4, "--predict", "kernels"]),
 }
 VAL_SETS = {
     "own": "val_own",

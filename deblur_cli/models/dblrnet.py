@@ -100,6 +100,12 @@ class DBLRNetConfig:
         return self.frames * KERNEL_SIZE**2 if self.predict == "kernels" else 1
 
     @property
+    def filter_planes(self) -> int:
+        """Extra planes live at the output when filters are predicted: the filters themselves
+        and one frame's unfolded patches (``apply_kernels``); none for pixels."""
+        return self.output_planes + KERNEL_SIZE**2 if self.predict == "kernels" else 0
+
+    @property
     def receptive_radius(self) -> int:
         """Pixels on each side that influence one output pixel (one per 3x3 conv at full
         resolution, two at half, four at quarter). The predicted filters reach only 2 pixels
