@@ -378,8 +378,7 @@ class Deblurrer(Generic[Payload]):
         if threads:
             torch.set_num_threads(threads)
         self.model: torch.nn.Module
-        plain = model.config.body == "plain" and model.config.predict == "pixels"
-        if type(model).forward is DBLRNet.forward and plain:
+        if type(model).forward is DBLRNet.forward and model.config.plain_chain:
             self.model = InferenceNet(model, self.dtype).to(self.device).eval()
             self.kernels = "onednn" if self.model.use_onednn() else "aten"
         else:  # a subclass with its own forward: run it as it is

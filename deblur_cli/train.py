@@ -31,10 +31,12 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from deblur_cli.atomic import replaced_file
 from deblur_cli.datasets import NeighbourAugment, WindowDataset, find_sequences
 from deblur_cli.distributed import current_launch, init_process_group, leave_process_group
+from deblur_cli.dormant import recycle_dormant
 from deblur_cli.engine import channels_last, cpu_has_native_bf16, resolve_device
 from deblur_cli.errors import DatasetError, DeblurError
 from deblur_cli.metrics import psnr, ssim
 from deblur_cli.models import FAST, PAPER, TINY, DBLRNet, DBLRNetConfig
+from deblur_cli.models.dblrnet import ResidualBlock
 from deblur_cli.models.discriminator import Discriminator
 from deblur_cli.motion import window_preparer
 from deblur_cli.weights import load_model, save_model
@@ -47,6 +49,8 @@ TRAIN_DEVICES = ("auto", "cpu", "cuda")
 CPU = torch.device("cpu")
 RESUME_FILE = "resume.pt"
 CALIBRATION_SEED = 7_919  # offsets the run's seed: calibration batches differ from training's
+RECYCLE_SEED = 104_729  # the same for the batches that find dormant channels
+RECYCLE_BATCHES = 16  # training batches a channel must stay silent on to count as dormant
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -149,6 +153,15 @@ class TrainOptions:
     # motion the centre does not share; datasets.NeighbourAugment), so that the network falls
     # back on the centre frame instead of ghosting when real neighbours disagree.
     neighbour_augment: bool = True
+    # Start every residual branch at zero (the last conv of each block, and L32), so that a
+    # new network is the identity in depth as well as at its output (SkipInit, Fixup;
+    # torchvision's ``zero_init_residual``): how unnormalised residual networks are trained at
+    # high rates. Changes the start only, not the layers: nothing is stored in the weight file.
+    zero_init_residual: bool = False
+    # Before the first step, re-initialise the channels whose ReLU never fires on the training
+    # windows and zero their outgoing weights (deblur_cli/dormant.py): same output, but the
+    # channels can learn again. For runs that start from ``init`` weights.
+    recycle_dormant: bool = False
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -260,6 +273,16 @@ def fixed_validation_windows(
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def zero_residual_branches(model: DBLRNet) -> None:
+    """Zero the last convolution of every residual branch (see TrainOptions.zero_init_residual)."""
+    branches = [block.conv2 for block in model.modules() if isinstance(block, ResidualBlock)]
+    with torch.no_grad():
+        for conv in [*branches, model.l32]:
+            conv.weight.zero_()
+            if conv.bias is not None:
+                conv.bias.zero_()
 
 
 def batchnorm_layers(model: nn.Module) -> list[nn.Module]:
@@ -378,9 +401,27 @@ class Trainer:
             if options.val_data
             else None
         )
+        recycled = self._recycle_dormant() if options.recycle_dormant and not resume else None
         self.g = self._distribute(self.generator)
         self.d = self._distribute(self.discriminator) if self.discriminator else None
         self.out.mkdir(parents=True, exist_ok=True)  # only once the data has been found
+        if recycled is not None:
+            self.log({"step": self.state.step, "recycled": recycled})
+
+    def _recycle_dormant(self) -> dict[str, int]:
+        """Give the starting weights' dormant channels back to training (deblur_cli/dormant.py),
+        found on a fixed set of training batches; the averaged copy starts from the result."""
+        options = self.options
+        sampler = StepBatches(len(self.train_set), options.batch, options.seed + RECYCLE_SEED, 0,
+                              RECYCLE_BATCHES, 0)  # fmt: skip
+        loader = DataLoader(SeededWindows(self.train_set), batch_sampler=sampler)
+        batches = (b.to(self.device).contiguous(memory_format=torch.channels_last_3d)
+                   for b, _ in loader)  # fmt: skip
+        with autocast(options.precision, self.device):
+            counts = recycle_dormant(self.generator, batches, seed=options.seed)
+        if self.ema is not None:
+            self.ema.load_state_dict(self.generator.state_dict())
+        return counts
 
     def _build_generator(self) -> DBLRNet:
         if self.options.init:
@@ -388,6 +429,8 @@ class Trainer:
             model.config = init_config(model.config, self.options)
         else:
             model = DBLRNet(self.options.model_config())
+            if self.options.zero_init_residual:
+                zero_residual_branches(model)
         return channels_last(model.train()).to(self.device)
 
     def _distribute(self, module: nn.Module) -> nn.Module:

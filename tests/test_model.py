@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from torch import nn
 
 from deblur_cli.models import FAST, PAPER, TINY, DBLRNet, DBLRNetConfig, fold_batchnorm
 from deblur_cli.models.dblrnet import KERNEL_SIZE, TemporalConv
@@ -136,6 +137,22 @@ def test_unet_receptive_radius_covers_its_reach() -> None:
 def test_unet_needs_no_batchnorm() -> None:
     with pytest.raises(ValueError):
         DBLRNetConfig(body="unet")
+
+
+def test_group_norm_is_per_sample_and_not_folded() -> None:
+    # GroupNorm's statistics belong to each window: the output of one window must not depend
+    # on the others in the batch (BatchNorm's training-mode output does), and folding, which
+    # only BatchNorm allows, must leave it in place.
+    model = DBLRNet(replace(TINY, norm="group"))
+    window = torch.rand(1, 1, 5, 24, 24)
+    alone = model(window)
+    together = model(torch.cat([window, torch.rand(3, 1, 5, 24, 24) * 4]))[:1]
+    assert torch.allclose(alone, together, atol=1e-5)
+    folded = fold_batchnorm(copy.deepcopy(model).eval())
+    assert isinstance(folded.bn31, nn.GroupNorm)
+    assert torch.allclose(folded(window), model.eval()(window), atol=1e-6)
+    with pytest.raises(ValueError):
+        DBLRNetConfig(width=12, norm="group")
 
 
 KERNELS = replace(TINY, norm="none", predict="kernels")

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,14 +20,16 @@ from deblur_cli.cli import main
 from deblur_cli.engine import Deblurrer
 from deblur_cli.errors import DeblurError
 from deblur_cli.metrics import psnr
+from deblur_cli.models import FAST, DBLRNet
 from deblur_cli.train import (
     Trainer,
     TrainOptions,
     charbonnier,
     psnr_loss,
     recalibrate_batchnorm,
+    zero_residual_branches,
 )
-from deblur_cli.weights import load_model
+from deblur_cli.weights import load_model, save_model
 
 
 def options(dataset: Path, out: Path, **extra: object) -> TrainOptions:
@@ -125,23 +128,74 @@ def test_cli_train_then_export_then_load(dataset: Path, tmp_path: Path) -> None:
     assert not torch.equal(before["bn31.running_var"], after["bn31.running_var"])
 
 
-def test_cli_trains_a_kernel_predicting_model_and_the_file_keeps_it(
-    dataset: Path, tmp_path: Path
+@pytest.mark.parametrize(
+    ("flags", "stored"),
+    [
+        (["--norm", "none", "--predict", "kernels"], {"predict": "kernels"}),
+        (["--norm", "group"], {"norm": "group"}),
+    ],
+    ids=["kernels", "group-norm"],
+)
+def test_cli_trains_an_experimental_layer_option_and_the_file_keeps_it(
+    dataset: Path, tmp_path: Path, flags: list[str], stored: dict[str, str]
 ) -> None:
-    # --predict kernels is a layer change: the weight file must rebuild it, and the engine
-    # (general path) must run it on a whole frame.
+    # --predict kernels and --norm group are layer changes: the weight file must rebuild them,
+    # and the engine (general path) must run them on a whole frame.
     out = tmp_path / "run"
     args = ["train", "--data", f"dvd:{dataset}", "--out", str(out), "--preset", "tiny",
-            "--steps", "2", "--batch", "2", "--crop", "32", "--norm", "none", "--align",
-            "--predict", "kernels", "--precision", "fp32", "-q"]  # fmt: skip
+            "--steps", "2", "--batch", "2", "--crop", "32", "--align", *flags,
+            "--precision", "fp32", "-q"]  # fmt: skip
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     model = load_model(str(out / "last.safetensors"))
-    assert model.config.predict == "kernels" and model.config.align
+    assert model.config.align
+    assert {key: getattr(model.config, key) for key in stored} == stored
     engine = Deblurrer(model, device="cpu", precision="fp32")
     assert engine.kernels == "reference"
     frames = np.random.default_rng(0).random((5, 40, 48), dtype=np.float32)
     assert engine.run_windows(frames[None]).shape == (1, 40, 48)
+
+
+def test_zero_init_residual_starts_the_body_as_the_identity_and_still_learns(
+    dataset: Path, tmp_path: Path
+) -> None:
+    model = DBLRNet(replace(FAST, norm="none"))
+    zero_residual_branches(model)
+    features = torch.rand(2, FAST.width, 12, 12)
+    assert torch.equal(model.blocks(features), features)
+    # Through the CLI: the gradient must still reach the zeroed convolutions, and they must
+    # have started at zero (Adam moves a weight by at most about lr a step; a default
+    # initialisation is ~0.1).
+    out = tmp_path / "run"
+    args = ["train", "--data", f"dvd:{dataset}", "--out", str(out), "--preset", "tiny",
+            "--steps", "3", "--batch", "2", "--crop", "32", "--norm", "none", "--lr", "1e-3",
+            "--zero-init-residual", "--ema-decay", "0", "--precision", "fp32", "-q"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    trained = load_model(str(out / "last.safetensors"))
+    for conv in (trained.blocks[0].conv2, trained.l32):
+        assert 0 < float(conv.weight.abs().max()) < 3.5e-3
+
+
+def test_cli_recycles_the_init_files_dormant_channels_and_logs_them(
+    dataset: Path, tmp_path: Path
+) -> None:
+    common = ["--data", f"dvd:{dataset}", "--preset", "tiny", "--steps", "1", "--batch", "2",
+              "--crop", "32", "--norm", "none", "--precision", "fp32", "-q"]  # fmt: skip
+    first = tmp_path / "first"
+    assert CliRunner().invoke(main, ["train", *common, "--out", str(first)]).exit_code == 0
+    dead = load_model(str(first / "last.safetensors"))
+    with torch.no_grad():
+        dead.l34.bias[:3] = -1e3  # three channels of L34 that never fire
+    save_model(dead, tmp_path / "dead.safetensors")
+    second = tmp_path / "second"
+    args = ["train", *common, "--out", str(second), "--init", str(tmp_path / "dead.safetensors"),
+            "--recycle-dormant"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (second / "metrics.jsonl").read_text().splitlines()]
+    recycled = next(r["recycled"] for r in records if "recycled" in r)
+    assert recycled["l34"] >= 3
 
 
 def test_cli_gan_stage_takes_the_discriminator_learning_rate(dataset: Path, tmp_path: Path) -> None:

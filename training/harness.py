@@ -56,6 +56,10 @@ WITH_CLEAN = (*MIXED, "train_clean")
 # On the unbiased data (bicubic sub-exposures) `align` died at 1e-3 from scratch (output =
 # input; EXPERIMENTS.md row 43); it learns at 3e-4.
 ALIGN_3E4 = [*FASTER, *SMALL_CROPS, "--align", "--lr", "3e-4"]
+# Continued training of the shipped CPU model, as session 9's stage 6 (EXPERIMENTS.md row 57).
+SHIPPED_FAST = Path(__file__).resolve().parents[1] / "weights" / "dblrnet-fast.safetensors"
+FINE_TUNE = [*FASTER, *SMALL_CROPS, "--init", str(SHIPPED_FAST), "--lr", "2e-4", "--lr-min",
+             "1e-6", "--warmup", "100"]  # fmt: skip
 ARMS: dict[str, tuple[tuple[str, ...], list[str]]] = {
     # name: (training sets under DATA, mixed by clip count; extra `deblur train` flags)
     "base": (("train_broad",), [*BASE, *SMALL_CROPS]),
@@ -80,6 +84,24 @@ ARMS: dict[str, tuple[tuple[str, ...], list[str]]] = {
     # frame instead of the pixels (kernel prediction, as KPN / STFAN).
     "align-clean-3e-4": (WITH_CLEAN, ALIGN_3E4),
     "kernels-clean-3e-4": (WITH_CLEAN, [*ALIGN_3E4, "--predict", "kernels"]),
+    # Session 11: GroupNorm at the rate that killed the unnormalised network from scratch
+    # (row 43); normalisation is what lets restoration networks train at high rates.
+    "group-clean-1e-3": (WITH_CLEAN, [*FASTER, *SMALL_CROPS, "--align", "--norm", "group"]),
+    "group-clean-3e-4": (WITH_CLEAN, [*ALIGN_3E4, "--norm", "group"]),
+    # Content: train_photos is train_moderate with 22 wallpaper photographs beside the corpus
+    # footage (about a third of its clips); the control's mix and clip count otherwise.
+    "photos-clean-3e-4": (("train_photos", "train_sharp", "train_clean"), ALIGN_3E4),
+    # The winners of normalisation and content together.
+    "group-photos-1e-3": (
+        ("train_photos", "train_sharp", "train_clean"),
+        [*FASTER, *SMALL_CROPS, "--align", "--norm", "group"],
+    ),
+    # The shipped file's ReLU channels that never fire (a tenth of them), re-initialised before
+    # fine-tuning, against the same fine-tuning without.
+    "finetune-fast": (WITH_CLEAN, FINE_TUNE),
+    "finetune-fast-recycle": (WITH_CLEAN, [*FINE_TUNE, "--recycle-dormant"]),
+    # Residual branches that start at zero (SkipInit): the unnormalised network at 1e-3.
+    "skipinit-clean-1e-3": (WITH_CLEAN, [*FASTER, *SMALL_CROPS, "--align", "--zero-init-residual"]),
 }
 VAL_SETS = {
     "own": "val_own",

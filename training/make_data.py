@@ -9,6 +9,8 @@ Outputs (DVD layout, never committed):
                        the network must leave alone (added to training after the harness)
   data/train_clean     sharp clips (short exposures: motion between frames, < 0.4 px blur),
                        light JPEG, light noise in 30%: to be left alone (session 7)
+  data/train_photos    as train_moderate, with photographs from Debian's wallpaper packages
+                       beside the corpus footage (session 11's content arm; ``--only``)
   data/train_broad     the same content with the session 1-5 recipe's blur (floor 32 px: up to
                        32 px at 256 px, about 90 px at 720p)
   data/val_own         (a) camera shake like train_moderate, corpus validation sequences
@@ -25,10 +27,14 @@ slight motion blur fall below a pixel: that is ``source_scale``.
 from __future__ import annotations
 
 import argparse
+import subprocess
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+
+import cv2
 
 from deblur_cli.synth import BlurRanges, SynthClip, synthesize_dataset, write_dataset
 
@@ -41,6 +47,21 @@ VALIDATION_SEQUENCES = (
     "davis2017-siammask__tennis_b",
     "groundedsam2__car",
 )
+# The photographs among Debian's wallpapers (the rest is artwork: flat colour, gradients). They
+# are a content arm: real, sharp still scenes beside the corpus's video (issue 14).
+MATE_PHOTOS = ("Aqua", "Blinds", "Dune", "FreshFlower", "Garden", "GreenMeadow", "LadyBird",
+               "RainDrops", "Storm", "TwoWings", "Wood", "YellowFlower")  # fmt: skip
+PLASMA_PHOTOS = ("BytheWater", "ColdRipple", "ColorfulCups", "EveningGlow", "FallenLeaf", "Grey",
+                 "Kite", "OneStandsOut", "Path", "summer_1am")  # fmt: skip
+WALLPAPER_PHOTOS = {  # package: {photograph: its path in the package}
+    "mate-backgrounds": {n: f"usr/share/backgrounds/mate/nature/{n}.jpg" for n in MATE_PHOTOS},
+    "plasma-workspace-wallpapers": {
+        n: f"usr/share/wallpapers/{n}/contents/images/2560x1600.jpg" for n in PLASMA_PHOTOS
+    },
+}
+# Long side the photographs are stored at: with the corpus's 0.5-0.75 rescale, a 256-pixel
+# crop then spans a third to a half of the picture, as it does of the corpus's 480p frames.
+PHOTO_SIDE = 960
 SIZE = (256, 256)
 CONTENT = dict(source_scale=(0.5, 0.75))
 MODERATE = BlurRanges(blur_px_floor=0.0, static_clip_prob=0.25, **CONTENT)
@@ -87,6 +108,7 @@ CLEAN = replace(
 SETS = {
     # name: (split, process, clips, frames, seed, ranges)
     "train_moderate": ("train", "mixed", 300, 10, 1, MODERATE),
+    "train_photos": ("train", "mixed", 300, 10, 1, MODERATE),
     "train_broad": ("train", "mixed", 300, 10, 1, BROAD),
     "train_sharp": ("train", "shake", 100, 10, 7, NEARLY_SHARP),
     "train_clean": ("train", "shake", 150, 10, 11, CLEAN),
@@ -106,31 +128,62 @@ def corpus_sequences(split: str, corpus: Path = CORPUS) -> list[Path]:
     return chosen
 
 
-def make_clip(name: str, index: int, corpus: Path = CORPUS) -> SynthClip:
+def fetch_photos(out: Path) -> Path:
+    """WALLPAPER_PHOTOS as PNGs in ``out``, PHOTO_SIDE pixels on the long side.
+
+    The packages come from Debian's archive (``apt-get download``: no root needed) and are
+    unpacked in a temporary folder; only the chosen pictures are kept. Done once per folder.
+    """
+    if out.is_dir() and len(list(out.glob("*.png"))) == sum(map(len, WALLPAPER_PHOTOS.values())):
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(["apt-get", "download", *WALLPAPER_PHOTOS], cwd=tmp, check=True)
+        for deb in Path(tmp).glob("*.deb"):
+            subprocess.run(["dpkg-deb", "-x", str(deb), f"{tmp}/root"], check=True)
+        for name, member in (p for photos in WALLPAPER_PHOTOS.values() for p in photos.items()):
+            image = cv2.imread(f"{tmp}/root/{member}")
+            scale = PHOTO_SIDE / max(image.shape[:2])
+            image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            cv2.imwrite(str(out / f"{name}.png"), image)
+    return out
+
+
+def make_clip(
+    name: str, index: int, corpus: Path = CORPUS, photos: Path | None = None
+) -> SynthClip:
     """Clip ``index`` of set ``name``: the same clip whichever process makes it."""
     split, process, clips, frames, seed, ranges = SETS[name]
     sources = corpus_sequences(split, corpus)
+    if name == "train_photos":
+        sources += sorted(photos.glob("*.png"))
     return next(
         synthesize_dataset(sources, clips, frames, SIZE, seed, process, ranges, indices=[index])
     )
 
 
-def make_clips(name: str, jobs: int, corpus: Path = CORPUS) -> Iterator[SynthClip]:
+def make_clips(
+    name: str, jobs: int, corpus: Path = CORPUS, photos: Path | None = None
+) -> Iterator[SynthClip]:
     """Every clip of set ``name`` in order, made by ``jobs`` processes (the GPU burst uses 15)."""
     count = SETS[name][2]
     if jobs <= 1:
-        yield from (make_clip(name, index, corpus) for index in range(count))
+        yield from (make_clip(name, index, corpus, photos) for index in range(count))
         return
     with ProcessPoolExecutor(jobs) as pool:
-        yield from pool.map(make_clip, [name] * count, range(count), [corpus] * count)
+        yield from pool.map(
+            make_clip, [name] * count, range(count), [corpus] * count, [photos] * count
+        )
 
 
 def main(root: Path, only: list[str], jobs: int = 1, corpus: Path = CORPUS) -> None:
     for name, (split, process, _, frames, _, _) in SETS.items():
         out = root / name
-        if (only and name not in only) or out.exists():
+        # The photo arm's set downloads packages: made only when asked for by name.
+        if (only and name not in only) or (not only and name == "train_photos") or out.exists():
             continue
-        count = write_dataset(make_clips(name, jobs, corpus), out, layout="dvd")
+        photos = fetch_photos(root / "photos") if name == "train_photos" else None
+        count = write_dataset(make_clips(name, jobs, corpus, photos), out, layout="dvd")
         print(f"{out}: {count} clips of {frames} frames ({process}, {split} sources)", flush=True)
 
 

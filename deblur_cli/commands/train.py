@@ -101,13 +101,28 @@ def default(name: str) -> object:
     help="Now and then cut, repeat or warp a window's neighbours, so the network does not "
     "ghost when real neighbours disagree with the centre frame.",
 )
+@click.option(
+    "--zero-init-residual",
+    is_flag=True,
+    default=default("zero_init_residual"),
+    help="Start every residual branch at zero (SkipInit): a new network is the identity in "
+    "depth, which lets it train without normalisation at high rates.",
+)
+@click.option(
+    "--recycle-dormant",
+    is_flag=True,
+    default=default("recycle_dormant"),
+    help="Before the first step, re-initialise channels whose ReLU never fires (their output "
+    "weights zeroed: same function) so that they can learn again; for --init runs.",
+)
 @click.option("--lr-min", type=float, default=default("lr_min"), show_default=True)
 @click.option(
     "--norm",
     type=click.Choice(NORMS),
     default=default("norm"),
     show_default=True,
-    help="none: no BatchNorm (a deviation from the paper, stored in the weight file).",
+    help="none: no BatchNorm; group: GroupNorm, experimental (deviations from the paper, "
+    "stored in the weight file).",
 )
 @click.option(
     "--motion-hints",

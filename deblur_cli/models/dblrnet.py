@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 ARCHS = ("3d", "multi", "single")
-NORMS = ("batch", "none")
+NORMS = ("batch", "none", "group")
+NORM_GROUPS = 8  # GroupNorm groups (Wu & He use 32; the fast preset is only 32 wide)
 BODIES = ("plain", "unet")
 PREDICTIONS = ("pixels", "kernels")  # what L35 predicts
 KERNEL_SIZE = 5  # taps per side of the per-pixel filters of the "kernels" prediction
@@ -40,6 +41,9 @@ class DBLRNetConfig:
     # Deviations from the paper, recorded in the weight file (defaults = the paper's design):
     # "none" drops BatchNorm (convs get biases); with small, mixed batches BN's statistics are
     # noisy and it forbids the high learning rates that make the network learn fast on a CPU.
+    # "group": GroupNorm (NORM_GROUPS groups), statistics per sample, so batch size does not
+    # matter. Experimental (the issue-14 normalisation arm): its statistics span the whole
+    # input, so it runs on the engine's general path and tiled output is not exact.
     norm: str = "batch"
     # Two extra input planes: the centre frame's motion, measured by classical optical flow
     # between the blurry frames themselves (motion.py). Blur follows the motion, so this turns
@@ -68,6 +72,10 @@ class DBLRNetConfig:
             raise ValueError(f"body must be one of {BODIES}, got {self.body!r}")
         if self.predict not in PREDICTIONS:
             raise ValueError(f"predict must be one of {PREDICTIONS}, got {self.predict!r}")
+        if self.norm == "group" and (self.width % NORM_GROUPS or self.body != "plain"):
+            raise ValueError(
+                f"norm='group' needs a plain body and a width divisible by {NORM_GROUPS}"
+            )
         if self.body == "unet" and (self.norm != "none" or self.blocks < 3):
             raise ValueError("the unet body needs norm='none' and at least 3 blocks")
         if (self.motion_hints or self.align) and self.frames < 3:
@@ -116,6 +124,12 @@ class DBLRNetConfig:
         body = 1 + 2 * 2 * outer + 2 + 4 * 2 * inner + 4 + 2 * 2 * outer + 2
         return 2 + body + 2 + 3 + 4  # + 4: the phase of the stride-4 grid
 
+    @property
+    def plain_chain(self) -> bool:
+        """Whether the network, BN folded, is a plain chain of convolutions and ReLUs: what the
+        engine's fast path (InferenceNet) computes. The experimental options are not."""
+        return self.body == "plain" and self.predict == "pixels" and self.norm != "group"
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
@@ -152,7 +166,10 @@ def conv3x3(cin: int, cout: int, bias: bool = True) -> nn.Conv2d:
 
 
 def norm_layer(norm: str, width: int) -> nn.Module:
-    """BatchNorm as in the paper, or nothing (the conv before it then carries a bias)."""
+    """BatchNorm as in the paper, GroupNorm, or nothing (the conv before it then carries a
+    bias)."""
+    if norm == "group":
+        return nn.GroupNorm(NORM_GROUPS, width)
     return nn.BatchNorm2d(width) if norm == "batch" else nn.Identity()
 
 
@@ -348,7 +365,7 @@ def fold_batchnorm(model: DBLRNet) -> DBLRNet:
     pairs += [(model.l31, "bn31", model), (model.l32, "bn32", model)]
     for conv, bn_name, owner in pairs:
         bn = getattr(owner, bn_name)
-        if isinstance(bn, nn.Identity):
+        if not isinstance(bn, nn.BatchNorm2d):  # nothing to fold, or GroupNorm: not foldable
             continue
         scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
         with torch.no_grad():
