@@ -3,7 +3,7 @@ Dormant Neuron Phenomenon in Deep Reinforcement Learning", ICML 2023).
 
 A channel whose ReLU never fires on the training windows gets no gradient, so it never comes
 back: its share of the network is lost for good. Without normalisation, a high learning rate
-kills channels this way early in training (``EXPERIMENTS.md`` rows 43 and 64), and the shipped
+kills channels this way early in training (``EXPERIMENTS.md`` rows 43 and 65), and the shipped
 files carry many: about half of the paper model's first two blocks and of its L34.
 
 Recycling re-initialises a dormant channel's incoming weights and zeroes its outgoing ones. The
