@@ -409,8 +409,12 @@ class Deblurrer(Generic[Payload]):
         """Tiles for a frame of this size, or None to run whole frames.
 
         An explicit ``tile`` wins (tiles of at most about that side); otherwise tile only when
-        one batch would exceed the memory budget, with the grid that wastes least work.
+        one batch would exceed the memory budget, with the grid that wastes least work. A model
+        whose normalisation spans its input (GroupNorm, experimental) always runs whole frames,
+        whatever the budget: a tile would change its statistics, and so its output.
         """
+        if not self.config.tileable:
+            return None
         if self.tile:
             if max(height, width) <= self.tile:
                 return None

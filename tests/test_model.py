@@ -155,6 +155,20 @@ def test_group_norm_is_per_sample_and_not_folded() -> None:
         DBLRNetConfig(width=12, norm="group")
 
 
+def test_group_norm_models_run_whole_frames_even_when_tiles_are_asked_for() -> None:
+    from deblur_cli.engine import Deblurrer
+
+    model = DBLRNet(replace(TINY, norm="group")).eval()
+    with torch.no_grad():  # a correction large enough for tile statistics to show
+        model.l35.weight.normal_(std=0.5)
+    window = torch.rand(1, 1, 5, 40, 48)
+    expected = model(window)[:, 0].detach().numpy()
+    engine = Deblurrer(model, device="cpu", precision="fp32", tile=16)
+    assert engine.tile_plan(40, 48) is None
+    restored = engine.run_windows(window[:, 0].numpy())
+    assert abs(restored - expected).max() < 1e-4  # fp32 rounding on outputs of ~1
+
+
 KERNELS = replace(TINY, norm="none", predict="kernels")
 
 

@@ -43,7 +43,7 @@ class DBLRNetConfig:
     # noisy and it forbids the high learning rates that make the network learn fast on a CPU.
     # "group": GroupNorm (NORM_GROUPS groups), statistics per sample, so batch size does not
     # matter. Experimental (the issue-14 normalisation arm): its statistics span the whole
-    # input, so it runs on the engine's general path and tiled output is not exact.
+    # input, so the engine runs it on its general path, on whole frames only (no tiles).
     norm: str = "batch"
     # Two extra input planes: the centre frame's motion, measured by classical optical flow
     # between the blurry frames themselves (motion.py). Blur follows the motion, so this turns
@@ -129,6 +129,12 @@ class DBLRNetConfig:
         """Whether the network, BN folded, is a plain chain of convolutions and ReLUs: what the
         engine's fast path (InferenceNet) computes. The experimental options are not."""
         return self.body == "plain" and self.predict == "pixels" and self.norm != "group"
+
+    @property
+    def tileable(self) -> bool:
+        """Whether a tile (with its context margin) is computed as the same pixels of the whole
+        frame. Not under GroupNorm: its statistics span the whole input."""
+        return self.norm != "group"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
