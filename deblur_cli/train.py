@@ -412,13 +412,10 @@ class Trainer:
         """Give the starting weights' dormant channels back to training (deblur_cli/dormant.py),
         found on a fixed set of training batches; the averaged copy starts from the result."""
         options = self.options
-        sampler = StepBatches(len(self.train_set), options.batch, options.seed + RECYCLE_SEED, 0,
-                              RECYCLE_BATCHES, 0)  # fmt: skip
-        loader = DataLoader(SeededWindows(self.train_set), batch_sampler=sampler)
-        batches = (b.to(self.device).contiguous(memory_format=torch.channels_last_3d)
-                   for b, _ in loader)  # fmt: skip
+        inputs = fixed_training_inputs(self.train_set, RECYCLE_BATCHES, options.batch,
+                                       options.seed + RECYCLE_SEED, self.device)  # fmt: skip
         with autocast(options.precision, self.device):
-            counts = recycle_dormant(self.generator, batches, seed=options.seed)
+            counts = recycle_dormant(self.generator, inputs, seed=options.seed)
         if self.ema is not None:
             self.ema.load_state_dict(self.generator.state_dict())
         return counts
@@ -742,13 +739,19 @@ def calibrate(
     A model without BatchNorm (``norm="none"``) has nothing to recompute: no batches are run."""
     if not batchnorm_layers(model):
         return
-    sampler = StepBatches(len(windows), batch, seed + CALIBRATION_SEED, 0, batches, 0)
-    loader = DataLoader(SeededWindows(windows), batch_sampler=sampler)
+    inputs = fixed_training_inputs(windows, batches, batch, seed + CALIBRATION_SEED, device)
     with autocast(precision, device):
-        recalibrate_batchnorm(
-            model,
-            (b.to(device).contiguous(memory_format=torch.channels_last_3d) for b, _ in loader),
-        )
+        recalibrate_batchnorm(model, inputs)
+
+
+def fixed_training_inputs(
+    windows: WindowDataset, batches: int, batch: int, seed: int, device: torch.device = CPU
+) -> Iterator[torch.Tensor]:
+    """The network inputs of ``batches`` training batches drawn from ``seed`` alone: the same
+    at every call, whatever step the run is at (BatchNorm calibration, dormant channels)."""
+    sampler = StepBatches(len(windows), batch, seed, 0, batches, 0)
+    loader = DataLoader(SeededWindows(windows), batch_sampler=sampler)
+    return (b.to(device).contiguous(memory_format=torch.channels_last_3d) for b, _ in loader)
 
 
 def export_checkpoint(

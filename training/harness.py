@@ -60,6 +60,9 @@ ALIGN_3E4 = [*FASTER, *SMALL_CROPS, "--align", "--lr", "3e-4"]
 SHIPPED_FAST = Path(__file__).resolve().parents[1] / "weights" / "dblrnet-fast.safetensors"
 FINE_TUNE = [*FASTER, *SMALL_CROPS, "--init", str(SHIPPED_FAST), "--lr", "2e-4", "--lr-min",
              "1e-6", "--warmup", "100"]  # fmt: skip
+# Session 11: GroupNorm at the `faster` recipe's own rate; the photographs' training mix.
+GROUP_1E3 = [*FASTER, *SMALL_CROPS, "--align", "--norm", "group"]
+PHOTOS_CLEAN = ("train_photos", "train_sharp", "train_clean")
 ARMS: dict[str, tuple[tuple[str, ...], list[str]]] = {
     # name: (training sets under DATA, mixed by clip count; extra `deblur train` flags)
     "base": (("train_broad",), [*BASE, *SMALL_CROPS]),
@@ -86,16 +89,13 @@ ARMS: dict[str, tuple[tuple[str, ...], list[str]]] = {
     "kernels-clean-3e-4": (WITH_CLEAN, [*ALIGN_3E4, "--predict", "kernels"]),
     # Session 11: GroupNorm at the rate that killed the unnormalised network from scratch
     # (row 43); normalisation is what lets restoration networks train at high rates.
-    "group-clean-1e-3": (WITH_CLEAN, [*FASTER, *SMALL_CROPS, "--align", "--norm", "group"]),
+    "group-clean-1e-3": (WITH_CLEAN, GROUP_1E3),
     "group-clean-3e-4": (WITH_CLEAN, [*ALIGN_3E4, "--norm", "group"]),
     # Content: train_photos is train_moderate with 22 wallpaper photographs beside the corpus
     # footage (about a third of its clips); the control's mix and clip count otherwise.
-    "photos-clean-3e-4": (("train_photos", "train_sharp", "train_clean"), ALIGN_3E4),
+    "photos-clean-3e-4": (PHOTOS_CLEAN, ALIGN_3E4),
     # The winners of normalisation and content together.
-    "group-photos-1e-3": (
-        ("train_photos", "train_sharp", "train_clean"),
-        [*FASTER, *SMALL_CROPS, "--align", "--norm", "group"],
-    ),
+    "group-photos-1e-3": (PHOTOS_CLEAN, GROUP_1E3),
     # The shipped file's ReLU channels that never fire (a tenth of them), re-initialised before
     # fine-tuning, against the same fine-tuning without.
     "finetune-fast": (WITH_CLEAN, FINE_TUNE),
