@@ -102,6 +102,10 @@ ARMS: dict[str, tuple[tuple[str, ...], list[str]]] = {
     "finetune-fast-recycle": (WITH_CLEAN, [*FINE_TUNE, "--recycle-dormant"]),
     # Residual branches that start at zero (SkipInit): the unnormalised network at 1e-3.
     "skipinit-clean-1e-3": (WITH_CLEAN, [*FASTER, *SMALL_CROPS, "--align", "--zero-init-residual"]),
+    # Session 12: BatchNorm in GroupNorm's place at the same recipe (row 28 dropped BN together
+    # with Adam, MSE and the plateau schedule, so BN alone was never measured). BN folds into the
+    # convs and tiles; GroupNorm does neither.
+    "batch-clean-3e-4": (WITH_CLEAN, [*ALIGN_3E4, "--norm", "batch"]),
 }
 VAL_SETS = {
     "own": "val_own",
