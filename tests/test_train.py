@@ -27,6 +27,7 @@ from deblur_cli.train import (
     charbonnier,
     psnr_loss,
     recalibrate_batchnorm,
+    spectral_l1,
     zero_residual_branches,
 )
 from deblur_cli.weights import load_model, save_model
@@ -270,6 +271,35 @@ def test_psnr_loss_weighs_a_nearly_sharp_window_like_a_blurry_one() -> None:
         halved[window] /= 2
         drop = base - psnr_loss(target + halved, target, floor=0.0)
         assert drop.item() == pytest.approx(10 * np.log10(4) / 2, rel=1e-4)
+
+
+def test_spectral_l1_counts_a_cosine_error_by_its_one_spectral_coefficient() -> None:
+    # An error a*cos(2 pi k x / n) has one coefficient a*n*n/2 in the half spectrum (n rows of
+    # n/2 + 1, real and imaginary parts): the same at every k, low or high.
+    n, a = 16, 0.1
+    target = torch.zeros(1, 1, n, n)
+    expected = (a * n * n / 2) / (2 * n * (n // 2 + 1))
+    for k in (1, 3, 7):
+        wave = a * torch.cos(2 * torch.pi * k * torch.arange(n) / n)
+        assert spectral_l1(target + wave, target).item() == pytest.approx(expected, rel=1e-5)
+    assert spectral_l1(target, target).item() == 0.0
+
+
+def test_cli_fft_weight_adds_the_spectral_term_to_the_logged_loss(
+    dataset: Path, tmp_path: Path
+) -> None:
+    def first_loss(weight: str) -> float:
+        out = tmp_path / weight
+        args = ["train", "--data", f"dvd:{dataset}", "--out", str(out), "--preset", "tiny",
+                "--steps", "1", "--log-every", "1", "--batch", "2", "--crop", "32", "--loss",
+                "charbonnier", "--fft-weight", weight, "--precision", "fp32", "-q"]  # fmt: skip
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+        records = (out / "metrics.jsonl").read_text().splitlines()
+        return next(r["loss"] for r in map(json.loads, records) if "loss" in r)
+
+    # The same seed, batch and start: only the spectral term differs.
+    assert first_loss("1") > first_loss("0") + 0.01
 
 
 def test_release_model_is_the_weight_average_with_recomputed_statistics(

@@ -81,6 +81,14 @@ def default(name: str) -> object:
     "sharp windows count as much as blurry ones).",
 )
 @click.option(
+    "--fft-weight",
+    type=click.FloatRange(0),
+    default=default("fft_weight"),
+    show_default=True,
+    help="Add this times the L1 distance of the 2D spectra to the pixel loss (MIMO-UNet's "
+    "frequency loss, 0.1 there; unnormalised, so it grows with --crop).",
+)
+@click.option(
     "--ema-decay",
     type=click.FloatRange(0, 1, max_open=True),
     default=default("ema_decay"),
