@@ -51,6 +51,7 @@ FASTER = [
     "--lr-min", "1e-5", "--schedule", "cosine", "--warmup", "200", "--loss", "charbonnier",
 ]  # fmt: skip
 SMALL_CROPS = ["--crop", "64", "--batch", "8"]
+CROPS_128 = ["--crop", "128", "--batch", "2"]  # the same pixels a step
 MIXED = ("train_moderate", "train_sharp")
 WITH_CLEAN = (*MIXED, "train_clean")
 # On the unbiased data (bicubic sub-exposures) `align` died at 1e-3 from scratch (output =
@@ -61,7 +62,8 @@ SHIPPED_FAST = Path(__file__).resolve().parents[1] / "weights" / "dblrnet-fast.s
 FINE_TUNE = [*FASTER, *SMALL_CROPS, "--init", str(SHIPPED_FAST), "--lr", "2e-4", "--lr-min",
              "1e-6", "--warmup", "100"]  # fmt: skip
 # Session 11: GroupNorm at the `faster` recipe's own rate; the photographs' training mix.
-GROUP_1E3 = [*FASTER, *SMALL_CROPS, "--align", "--norm", "group"]
+GROUP = ["--norm", "group"]
+GROUP_1E3 = [*FASTER, *SMALL_CROPS, "--align", *GROUP]
 PHOTOS_CLEAN = ("train_photos", "train_sharp", "train_clean")
 ARMS: dict[str, tuple[tuple[str, ...], list[str]]] = {
     # name: (training sets under DATA, mixed by clip count; extra `deblur train` flags)
@@ -70,7 +72,7 @@ ARMS: dict[str, tuple[tuple[str, ...], list[str]]] = {
     "faster": (("train_moderate",), [*FASTER, *SMALL_CROPS]),
     "hints": (("train_moderate",), [*FASTER, *SMALL_CROPS, "--motion-hints"]),
     "align": (("train_moderate",), [*FASTER, *SMALL_CROPS, "--align"]),
-    "crop128": (("train_moderate",), [*FASTER, "--crop", "128", "--batch", "2"]),
+    "crop128": (("train_moderate",), [*FASTER, *CROPS_128]),
     "hints-align": (("train_moderate",), [*FASTER, *SMALL_CROPS, "--motion-hints", "--align"]),
     # Blocks at 1/2 and 1/4 resolution: the same multiply-adds per block, 4x the reach.
     "unet": (("train_moderate",), [*FASTER, *SMALL_CROPS, "--body", "unet"]),
@@ -112,10 +114,7 @@ ARMS: dict[str, tuple[tuple[str, ...], list[str]]] = {
     # GroupNorm does not depend on the batch, so larger crops in smaller batches (equal pixels
     # a step) cost it nothing in statistics, and its training statistics come nearer to whole
     # frames'; more context for long blur.
-    "group-crop128-3e-4": (
-        WITH_CLEAN, [*FASTER, "--crop", "128", "--batch", "2", "--align", "--lr", "3e-4",
-                     "--norm", "group"],
-    ),  # fmt: skip
+    "group-crop128-3e-4": (WITH_CLEAN, [*FASTER, *CROPS_128, "--align", "--lr", "3e-4", *GROUP]),
 }
 VAL_SETS = {
     "own": "val_own",
