@@ -92,7 +92,7 @@ ARMS: dict[str, tuple[tuple[str, ...], list[str]]] = {
     # Session 11: GroupNorm at the rate that killed the unnormalised network from scratch
     # (row 43); normalisation is what lets restoration networks train at high rates.
     "group-clean-1e-3": (WITH_CLEAN, GROUP_1E3),
-    "group-clean-3e-4": (WITH_CLEAN, [*ALIGN_3E4, "--norm", "group"]),
+    "group-clean-3e-4": (WITH_CLEAN, [*ALIGN_3E4, *GROUP]),
     # Content: train_photos is train_moderate with 22 wallpaper photographs beside the corpus
     # footage (about a third of its clips); the control's mix and clip count otherwise.
     "photos-clean-3e-4": (PHOTOS_CLEAN, ALIGN_3E4),
@@ -110,7 +110,7 @@ ARMS: dict[str, tuple[tuple[str, ...], list[str]]] = {
     "batch-clean-3e-4": (WITH_CLEAN, [*ALIGN_3E4, "--norm", "batch"]),
     # The frequency loss of MIMO-UNet (spectral L1 beside the pixel loss, 0.1 as there): blur
     # takes the high frequencies, which a pixel loss hardly sees; on the winner, GroupNorm.
-    "group-fft-3e-4": (WITH_CLEAN, [*ALIGN_3E4, "--norm", "group", "--fft-weight", "0.1"]),
+    "group-fft-3e-4": (WITH_CLEAN, [*ALIGN_3E4, *GROUP, "--fft-weight", "0.1"]),
     # GroupNorm does not depend on the batch, so larger crops in smaller batches (equal pixels
     # a step) cost it nothing in statistics, and its training statistics come nearer to whole
     # frames'; more context for long blur.
