@@ -135,11 +135,17 @@ class InferenceNet(nn.Module):
         self.config = model.config
         self.dtype = dtype
         weights = [_front_l1(folded), _front_l2(folded)]
+        norms: list[nn.Module] = [nn.Identity(), nn.Identity()]
         for block in folded.blocks:
             weights += [_conv_weights(block.conv1), _conv_weights(block.conv2)]
+            norms += [block.bn1, block.bn2]
         weights += [_conv_weights(getattr(folded, name)) for name in LATE_LAYERS]
+        norms += [folded.bn31, folded.bn32] + [nn.Identity()] * (len(LATE_LAYERS) - 2)
         self.weights = nn.ParameterList(_frozen(w, dtype, channels_last=True) for w, _ in weights)
         self.biases = nn.ParameterList(_frozen(b, dtype) for _, b in weights)
+        # GroupNorm cannot fold (its statistics are the input's): it stays a layer (float32)
+        # after its conv, which then runs unfused; BatchNorm was folded and is the identity.
+        self.norms = nn.ModuleList(norms).requires_grad_(False)
         self._packed: list[torch.Tensor] | None = None
 
     def use_onednn(self) -> bool:
@@ -165,11 +171,25 @@ class InferenceNet(nn.Module):
         self._packed = packed
         return True
 
+    def _conv_alone(self, x: torch.Tensor, index: int) -> torch.Tensor:
+        """The convolution alone (the layer's GroupNorm comes between it and the rest)."""
+        if self._packed is not None:
+            weight, bias = self._packed[index], self.biases[index]
+            return _ONEDNN_CONV(x, weight, bias, *_ONEDNN_GEOMETRY, "none", [], "")
+        return F.conv2d(x, self.weights[index], self.biases[index], padding=1)
+
     def _conv(
         self, x: torch.Tensor, index: int, relu: bool = False, add: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """conv(x) [+ add] [then ReLU], fused into one kernel on oneDNN."""
+        """conv(x) [+ add] [then ReLU], fused into one kernel on oneDNN; with GroupNorm after
+        the conv, the conv runs alone and the rest follows the normalisation."""
         bias = self.biases[index]
+        norm = self.norms[index]
+        if isinstance(norm, nn.GroupNorm):  # in float32: its statistics sum the whole frame
+            y = norm(self._conv_alone(x, index).float()).to(self.dtype)
+            if add is not None:
+                y = y.add_(add)
+            return y.relu_() if relu else y
         if self._packed is not None:
             weight = self._packed[index]
             if add is None:

@@ -28,6 +28,7 @@ def trained_like(config: DBLRNetConfig, seed: int = 0) -> DBLRNet:
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.running_mean.normal_(0, 0.2)
                 module.running_var.uniform_(0.5, 2.0)
+            if isinstance(module, (torch.nn.BatchNorm2d, torch.nn.GroupNorm)):
                 module.weight.uniform_(0.5, 1.5)
                 module.bias.normal_(0, 0.2)
         torch.nn.init.normal_(model.l35.weight, std=0.5)
@@ -50,10 +51,13 @@ CONFIGS = [
     small(arch="multi"),
     small(arch="single", frames=1),
     small(global_residual=False),
+    small(norm="group", width=16),
 ]
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c.arch}{c.frames}r{c.global_residual}")
+@pytest.mark.parametrize(
+    "config", CONFIGS, ids=lambda c: f"{c.arch}{c.frames}r{c.global_residual}{c.norm}"
+)
 @pytest.mark.parametrize("onednn", [True, False], ids=["onednn", "conv2d"])
 def test_inference_net_equals_dblrnet_in_fp32(config: DBLRNetConfig, onednn: bool) -> None:
     model = trained_like(config)
@@ -68,9 +72,13 @@ def test_inference_net_equals_dblrnet_in_fp32(config: DBLRNetConfig, onednn: boo
     assert np.abs(fast - expected).max() < 1e-5
 
 
-def test_default_fast_path_matches_fp32_within_bf16_error() -> None:
+@pytest.mark.parametrize("norm", ["batch", "group"])
+def test_default_fast_path_matches_fp32_within_bf16_error(norm: str) -> None:
     """Default precision (bf16 on CPUs that have it) against the fp32 eager reference."""
-    model = trained_like(small(width=16, head_width=32, blocks=4), seed=1)
+    model = trained_like(small(width=16, head_width=32, blocks=4, norm=norm), seed=1)
+    if norm == "group":  # unit-variance features: a tenth of L35 gives BN's ~50-level correction
+        with torch.no_grad():
+            model.l35.weight.mul_(0.1)
     windows = np.random.default_rng(1).random((1, 5, 48, 64), dtype=np.float32)
     engine = Deblurrer(model, device="cpu")
     error = np.abs(engine.run_windows(windows) - reference(model, windows)) * 255

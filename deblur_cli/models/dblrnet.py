@@ -126,9 +126,10 @@ class DBLRNetConfig:
 
     @property
     def plain_chain(self) -> bool:
-        """Whether the network, BN folded, is a plain chain of convolutions and ReLUs: what the
-        engine's fast path (InferenceNet) computes. The experimental options are not."""
-        return self.body == "plain" and self.predict == "pixels" and self.norm != "group"
+        """Whether the network, BN folded, is a plain chain of convolutions and ReLUs (and
+        GroupNorms): what the engine's fast path (InferenceNet) computes. The experimental
+        body and output are not."""
+        return self.body == "plain" and self.predict == "pixels"
 
     @property
     def tileable(self) -> bool:
