@@ -183,17 +183,11 @@ class InferenceNet(nn.Module):
     def _conv(
         self, x: torch.Tensor, index: int, relu: bool = False, add: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """conv(x) [+ add] [then ReLU], fused into one kernel on oneDNN; with GroupNorm after
-        the conv, the conv runs alone and the rest follows the normalisation."""
-        bias = self.biases[index]
+        """conv(x) [then GroupNorm] [+ add] [then ReLU]: one fused kernel on oneDNN, unless a
+        GroupNorm has to come between the conv and the rest."""
         norm = self.norms[index]
-        if isinstance(norm, nn.GroupNorm):
-            y = norm(self._conv_alone(x, index))
-            if add is not None:
-                y = y.add_(add)
-            return y.relu_() if relu else y
-        if self._packed is not None:
-            weight = self._packed[index]
+        if self._packed is not None and not isinstance(norm, nn.GroupNorm):
+            weight, bias = self._packed[index], self.biases[index]
             if add is None:
                 unary = "relu" if relu else "none"
                 return _ONEDNN_CONV(x, weight, bias, *_ONEDNN_GEOMETRY, unary, [], "")
@@ -209,7 +203,7 @@ class InferenceNet(nn.Module):
                 [],
                 None,
             )
-        y = F.conv2d(x, self.weights[index], bias, padding=1)
+        y = norm(self._conv_alone(x, index))
         if add is not None:
             y = y.add_(add)
         return y.relu_() if relu else y
@@ -432,7 +426,7 @@ class Deblurrer(Generic[Payload]):
 
         An explicit ``tile`` wins (tiles of at most about that side); otherwise tile only when
         one batch would exceed the memory budget, with the grid that wastes least work. A model
-        whose normalisation spans its input (GroupNorm, experimental) always runs whole frames,
+        whose normalisation spans its input (GroupNorm) always runs whole frames,
         whatever the budget: a tile would change its statistics, and so its output.
         """
         if not self.config.tileable:

@@ -375,7 +375,6 @@ class Trainer:
     def __init__(self, options: TrainOptions, resume: bool = False) -> None:
         self.options = options
         self.pixel_loss = PIXEL_LOSSES[options.loss]
-        self.fft_weight = options.fft_weight
         self.out = Path(options.out_dir)
         self.rank, self.world_size = world()
         self.device = training_device(options.device)
@@ -532,8 +531,8 @@ class Trainer:
     def content_loss(self, restored: torch.Tensor, sharp: torch.Tensor) -> torch.Tensor:
         """The pixel loss, plus the spectral term when it is weighted."""
         loss = self.pixel_loss(restored.float(), sharp)
-        if self.fft_weight:
-            loss = loss + self.fft_weight * spectral_l1(restored, sharp)
+        if self.options.fft_weight:
+            loss = loss + self.options.fft_weight * spectral_l1(restored, sharp)
         return loss
 
     def content_step(self, blurry: torch.Tensor, sharp: torch.Tensor) -> dict[str, float]:

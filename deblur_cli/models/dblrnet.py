@@ -42,8 +42,8 @@ class DBLRNetConfig:
     # "none" drops BatchNorm (convs get biases); with small, mixed batches BN's statistics are
     # noisy and it forbids the high learning rates that make the network learn fast on a CPU.
     # "group": GroupNorm (NORM_GROUPS groups), statistics per sample, so batch size does not
-    # matter. Experimental (the issue-14 normalisation arm): its statistics span the whole
-    # input, so the engine runs it on its general path, on whole frames only (no tiles).
+    # matter (the issue-14 normalisation arm; today's dblrnet-fast): its statistics span the
+    # whole input, so the engine runs it unfused after its conv, on whole frames only (no tiles).
     norm: str = "batch"
     # Two extra input planes: the centre frame's motion, measured by classical optical flow
     # between the blurry frames themselves (motion.py). Blur follows the motion, so this turns
