@@ -134,9 +134,25 @@ def test_unet_receptive_radius_covers_its_reach() -> None:
     assert reach <= UNET.receptive_radius
 
 
-def test_unet_needs_no_batchnorm() -> None:
+def test_unet_takes_group_norm_but_not_batchnorm() -> None:
     with pytest.raises(ValueError):
         DBLRNetConfig(body="unet")
+    model = DBLRNet(replace(UNET, norm="group"))
+    norms = [m for m in model.blocks.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert len(norms) == 2 * UNET.blocks  # two per residual block, at every level
+    assert {m.num_channels for m in norms} == {2 * UNET.width, 4 * UNET.width}
+
+
+def test_unet_with_group_norm_runs_whole_frames_in_the_engine() -> None:
+    from deblur_cli.engine import Deblurrer
+
+    model = DBLRNet(replace(UNET, norm="group")).eval()
+    window = torch.rand(1, 1, 5, 41, 58)
+    expected = model(window)[:, 0].detach().numpy()
+    deblurrer = Deblurrer(model, device="cpu", precision="fp32", tile=16)
+    assert deblurrer.tile_plan(41, 58) is None  # GroupNorm: never tiled, even when asked
+    restored = deblurrer.run_windows(window[:, 0].numpy())
+    assert float(abs(restored - expected).max()) < 1e-5
 
 
 def test_group_norm_is_per_sample_and_not_folded() -> None:

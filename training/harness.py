@@ -115,6 +115,12 @@ ARMS: dict[str, tuple[tuple[str, ...], list[str]]] = {
     # a step) cost it nothing in statistics, and its training statistics come nearer to whole
     # frames'; more context for long blur.
     "group-crop128-3e-4": (WITH_CLEAN, [*FASTER, *CROPS_128, "--align", "--lr", "3e-4", *GROUP]),
+    # Session 13: motion hints (the centre frame's DIS flow as two input planes) were measured
+    # once, on the biased data without normalisation (row 30, within noise); on the winner now.
+    "group-hints-3e-4": (WITH_CLEAN, [*ALIGN_3E4, *GROUP, "--motion-hints"]),
+    # The U-shaped body (4x the reach at the same multiply-adds) died without normalisation at
+    # 1e-3 and was no faster at 3e-4 (rows 32, 41); with GroupNorm in its blocks.
+    "group-unet-3e-4": (WITH_CLEAN, [*ALIGN_3E4, *GROUP, "--body", "unet"]),
 }
 VAL_SETS = {
     "own": "val_own",

@@ -143,7 +143,7 @@ def default(name: str) -> object:
     type=click.Choice(BODIES),
     default=default("body"),
     show_default=True,
-    help="unet: residual blocks at 1/2 and 1/4 resolution, 4x the reach (needs --norm none).",
+    help="unet: residual blocks at 1/2 and 1/4 resolution, 4x the reach (not with --norm batch).",
 )
 @click.option(
     "--predict",

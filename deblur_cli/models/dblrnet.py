@@ -52,9 +52,9 @@ class DBLRNetConfig:
     # Neighbours warped onto the centre frame by optical flow before the network sees them.
     align: bool = False
     # "unet": the residual blocks run at 1/2 and 1/4 resolution with 2x and 4x the channels
-    # (same multiply-adds per block, 4x the reach), joined back by pixel shuffle. Experimental:
-    # it runs on the engine's general path, and tiled output is exact only on tile offsets that
-    # are multiples of 4.
+    # (same multiply-adds per block, 4x the reach), joined back by pixel shuffle; its blocks
+    # take the config's norm (not BatchNorm). Experimental: it runs on the engine's general
+    # path, and tiled output is exact only on tile offsets that are multiples of 4.
     body: str = "plain"
     # What L35 predicts. "kernels": not the correction itself but a KERNEL_SIZE^2 filter per
     # pixel and frame (L35 is then 1x1); the correction is those filters applied to the
@@ -72,12 +72,10 @@ class DBLRNetConfig:
             raise ValueError(f"body must be one of {BODIES}, got {self.body!r}")
         if self.predict not in PREDICTIONS:
             raise ValueError(f"predict must be one of {PREDICTIONS}, got {self.predict!r}")
-        if self.norm == "group" and (self.width % NORM_GROUPS or self.body != "plain"):
-            raise ValueError(
-                f"norm='group' needs a plain body and a width divisible by {NORM_GROUPS}"
-            )
-        if self.body == "unet" and (self.norm != "none" or self.blocks < 3):
-            raise ValueError("the unet body needs norm='none' and at least 3 blocks")
+        if self.norm == "group" and self.width % NORM_GROUPS:
+            raise ValueError(f"norm='group' needs a width divisible by {NORM_GROUPS}")
+        if self.body == "unet" and (self.norm == "batch" or self.blocks < 3):
+            raise ValueError("the unet body needs norm 'none' or 'group' and at least 3 blocks")
         if (self.motion_hints or self.align) and self.frames < 3:
             raise ValueError("motion hints and alignment need neighbour frames (frames >= 3)")
         if self.frames % 2 == 0 or not 1 <= self.frames <= 11:
@@ -224,17 +222,22 @@ class ResidualBlock(nn.Module):
 class UShapedBody(nn.Module):
     """The residual body at 1/2 and 1/4 resolution: strided convs down, pixel shuffle up, with
     a skip at each level. Each block costs what a full-resolution block of ``width`` costs
-    (2x channels at 1/4 the pixels), but sees 2x or 4x as far: blur is long-range."""
+    (2x channels at 1/4 the pixels), but sees 2x or 4x as far: blur is long-range. The blocks
+    take ``norm`` ("none" or "group"); the resampling convs stay plain."""
 
-    def __init__(self, width: int, blocks: int) -> None:
+    def __init__(self, width: int, blocks: int, norm: str = "none") -> None:
         super().__init__()
         outer, inner = unet_split(blocks)
+
+        def stage(channels: int, count: int) -> nn.Sequential:
+            return nn.Sequential(*(ResidualBlock(channels, norm) for _ in range(count)))
+
         self.down1 = nn.Conv2d(width, 2 * width, 3, stride=2, padding=1)
-        self.enc1 = nn.Sequential(*(ResidualBlock(2 * width, "none") for _ in range(outer)))
+        self.enc1 = stage(2 * width, outer)
         self.down2 = nn.Conv2d(2 * width, 4 * width, 3, stride=2, padding=1)
-        self.mid = nn.Sequential(*(ResidualBlock(4 * width, "none") for _ in range(inner)))
+        self.mid = stage(4 * width, inner)
         self.up2 = conv3x3(4 * width, 8 * width)  # -> 2 * width after pixel shuffle
-        self.dec1 = nn.Sequential(*(ResidualBlock(2 * width, "none") for _ in range(outer)))
+        self.dec1 = stage(2 * width, outer)
         self.up1 = conv3x3(2 * width, 4 * width)  # -> width after pixel shuffle
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -274,7 +277,7 @@ class DBLRNet(nn.Module):
             self.hint = None
         self.blocks: nn.Module
         if c.body == "unet":
-            self.blocks = UShapedBody(c.width, c.blocks)
+            self.blocks = UShapedBody(c.width, c.blocks, c.norm)
         else:
             self.blocks = nn.Sequential(*(ResidualBlock(c.width, c.norm) for _ in range(c.blocks)))
         bias = c.norm == "none"
