@@ -143,6 +143,15 @@ def test_unet_takes_group_norm_but_not_batchnorm() -> None:
     assert {m.num_channels for m in norms} == {2 * UNET.width, 4 * UNET.width}
 
 
+@pytest.mark.parametrize("norm", ["none", "group"])
+def test_unet_body_starts_as_the_identity(norm: str) -> None:
+    # Its way back up starts at zero: the coarse levels join in as they learn, instead of
+    # swamping the full-resolution features (under GroupNorm the head then never learnt).
+    body = DBLRNet(replace(UNET, norm=norm)).blocks
+    x = torch.randn(2, UNET.width, 21, 30)
+    assert torch.equal(body(x), x)
+
+
 def test_unet_with_group_norm_runs_whole_frames_in_the_engine() -> None:
     from deblur_cli.engine import Deblurrer
 

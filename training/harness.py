@@ -119,8 +119,10 @@ ARMS: dict[str, tuple[tuple[str, ...], list[str]]] = {
     # once, on the biased data without normalisation (row 30, within noise); on the winner now.
     "group-hints-3e-4": (WITH_CLEAN, [*ALIGN_3E4, *GROUP, "--motion-hints"]),
     # The U-shaped body (4x the reach at the same multiply-adds) died without normalisation at
-    # 1e-3 and was no faster at 3e-4 (rows 32, 41); with GroupNorm in its blocks.
-    "group-unet-3e-4": (WITH_CLEAN, [*ALIGN_3E4, *GROUP, "--body", "unet"]),
+    # 1e-3 and was no faster at 3e-4 (rows 32, 41); with GroupNorm in its blocks, and its way
+    # back up starting at zero. (Without that zero start, at 1981857, it stayed at output =
+    # input: EXPERIMENTS.md row 76.)
+    "group-unet-zero-3e-4": (WITH_CLEAN, [*ALIGN_3E4, *GROUP, "--body", "unet"]),
 }
 VAL_SETS = {
     "own": "val_own",

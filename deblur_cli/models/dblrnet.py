@@ -239,6 +239,13 @@ class UShapedBody(nn.Module):
         self.up2 = conv3x3(4 * width, 8 * width)  # -> 2 * width after pixel shuffle
         self.dec1 = stage(2 * width, outer)
         self.up1 = conv3x3(2 * width, 4 * width)  # -> width after pixel shuffle
+        # The way back up starts at zero, so the body starts as the identity and the coarse
+        # levels join in as they learn: with GroupNorm in the blocks, their output (unit scale
+        # per block) otherwise swamps the full-resolution features at the skip, and the head
+        # never learns (session 13: output = input after 3,600 steps).
+        for up in (self.up2, self.up1):
+            nn.init.zeros_(up.weight)
+            nn.init.zeros_(up.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
