@@ -72,10 +72,10 @@ def recycle_dormant(
 
     A fresh channel can be silent too (a draw of mostly negative weights over non-negative
     inputs), so the channels still dormant are drawn again, up to ``rounds`` times. The output
-    is unchanged throughout. GroupNorm shares statistics across a group, so a channel cannot be
-    changed alone there: models with it are refused."""
-    if model.config.norm == "group":
-        raise ValueError("recycling needs channels that can change alone: not under GroupNorm")
+    is unchanged throughout. GroupNorm and ChannelNorm share statistics across channels, so one
+    cannot be changed alone there: models with them are refused."""
+    if model.config.norm in ("group", "channel"):
+        raise ValueError("recycling needs channels that can change alone: not under a norm")
     batches = list(batches)
     found = dormant_channels(model, batches)
     generator_state = torch.random.get_rng_state()

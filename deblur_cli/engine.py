@@ -143,10 +143,11 @@ class InferenceNet(nn.Module):
         norms += [folded.bn31, folded.bn32] + [nn.Identity()] * (len(LATE_LAYERS) - 2)
         self.weights = nn.ParameterList(_frozen(w, dtype, channels_last=True) for w, _ in weights)
         self.biases = nn.ParameterList(_frozen(b, dtype) for _, b in weights)
-        # GroupNorm cannot fold (its statistics are the input's): it stays a layer after its
-        # conv, which then runs unfused; BatchNorm was folded and is the identity. It runs in
-        # the compute dtype (torch sums its statistics in float32): on a real frame in bf16 it
-        # is as close to fp32 as a float32 GroupNorm, at 1.3x the BN path's time, not 1.6-2.1x.
+        # GroupNorm and ChannelNorm cannot fold (their statistics are the input's): each stays
+        # a layer after its conv, which then runs unfused; BatchNorm was folded to the identity.
+        # They run in the compute dtype (torch sums the statistics in float32): on a real frame
+        # in bf16 GroupNorm is as close to fp32 as in float32, at 1.3x the BN path's time, not
+        # 1.6-2.1x.
         self.norms = nn.ModuleList(norms).to(dtype).requires_grad_(False)
         self._packed: list[torch.Tensor] | None = None
 
@@ -174,7 +175,7 @@ class InferenceNet(nn.Module):
         return True
 
     def _conv_alone(self, x: torch.Tensor, index: int) -> torch.Tensor:
-        """The convolution alone (the layer's GroupNorm comes between it and the rest)."""
+        """The convolution alone (the layer's norm comes between it and the rest)."""
         if self._packed is not None:
             weight, bias = self._packed[index], self.biases[index]
             return _ONEDNN_CONV(x, weight, bias, *_ONEDNN_GEOMETRY, "none", [], "")
@@ -183,10 +184,11 @@ class InferenceNet(nn.Module):
     def _conv(
         self, x: torch.Tensor, index: int, relu: bool = False, add: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """conv(x) [then GroupNorm] [+ add] [then ReLU]: one fused kernel on oneDNN, unless a
-        GroupNorm has to come between the conv and the rest."""
+        """conv(x) [then its norm] [+ add] [then ReLU]: one fused kernel on oneDNN, unless a
+        norm that cannot fold (GroupNorm, ChannelNorm) has to come between the conv and the
+        rest."""
         norm = self.norms[index]
-        if self._packed is not None and not isinstance(norm, nn.GroupNorm):
+        if self._packed is not None and isinstance(norm, nn.Identity):
             weight, bias = self._packed[index], self.biases[index]
             if add is None:
                 unary = "relu" if relu else "none"

@@ -34,6 +34,7 @@ def test_recycling_keeps_the_output_and_wakes_the_dead_channels(norm: str) -> No
     assert float(model.blocks[0].conv2.weight.detach()[:, [2, 5]].abs().max()) == 0.0
 
 
-def test_recycling_refuses_group_norm() -> None:
+@pytest.mark.parametrize("norm", ["group", "channel"])
+def test_recycling_refuses_norms_that_share_statistics_across_channels(norm: str) -> None:
     with pytest.raises(ValueError):
-        recycle_dormant(DBLRNet(replace(WIDE, norm="group")), [torch.rand(1, 1, 5, 8, 8)])
+        recycle_dormant(DBLRNet(replace(WIDE, norm=norm)), [torch.rand(1, 1, 5, 8, 8)])

@@ -16,6 +16,7 @@ from deblur_cli.engine import (
     plan_tiles,
 )
 from deblur_cli.models import TINY, DBLRNet, DBLRNetConfig
+from deblur_cli.models.dblrnet import ChannelNorm
 
 
 def trained_like(config: DBLRNetConfig, seed: int = 0) -> DBLRNet:
@@ -28,7 +29,7 @@ def trained_like(config: DBLRNetConfig, seed: int = 0) -> DBLRNet:
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.running_mean.normal_(0, 0.2)
                 module.running_var.uniform_(0.5, 2.0)
-            if isinstance(module, (torch.nn.BatchNorm2d, torch.nn.GroupNorm)):
+            if isinstance(module, (torch.nn.BatchNorm2d, torch.nn.GroupNorm, ChannelNorm)):
                 module.weight.uniform_(0.5, 1.5)
                 module.bias.normal_(0, 0.2)
         torch.nn.init.normal_(model.l35.weight, std=0.5)
@@ -52,6 +53,7 @@ CONFIGS = [
     small(arch="single", frames=1),
     small(global_residual=False),
     small(norm="group", width=16),
+    small(norm="channel"),
 ]
 
 
@@ -72,11 +74,11 @@ def test_inference_net_equals_dblrnet_in_fp32(config: DBLRNetConfig, onednn: boo
     assert np.abs(fast - expected).max() < 1e-5
 
 
-@pytest.mark.parametrize("norm", ["batch", "group"])
+@pytest.mark.parametrize("norm", ["batch", "group", "channel"])
 def test_default_fast_path_matches_fp32_within_bf16_error(norm: str) -> None:
     """Default precision (bf16 on CPUs that have it) against the fp32 eager reference."""
     model = trained_like(small(width=16, head_width=32, blocks=4, norm=norm), seed=1)
-    if norm == "group":  # unit-variance features: a tenth of L35 gives BN's ~50-level correction
+    if norm != "batch":  # unit-variance features: a tenth of L35 gives BN's ~50-level correction
         with torch.no_grad():
             model.l35.weight.mul_(0.1)
     windows = np.random.default_rng(1).random((1, 5, 48, 64), dtype=np.float32)
@@ -173,3 +175,16 @@ def test_subclass_with_its_own_forward_keeps_it() -> None:
     windows = np.random.default_rng(5).random((1, 5, 8, 8), dtype=np.float32)
     out = Deblurrer(Doubler(TINY), device="cpu", precision="fp32").run_windows(windows)
     assert np.allclose(out, 2 * windows[:, 2])
+
+
+def test_channel_norm_models_tile_exactly() -> None:
+    """ChannelNorm's statistics are each pixel's own, so tiles compute the whole frame's pixels
+    (GroupNorm's span the frame: those models never tile)."""
+    model = trained_like(small(norm="channel", width=16), seed=4)
+    windows = np.random.default_rng(4).random((1, 5, 90, 70), dtype=np.float32)
+    engine = Deblurrer(model, device="cpu", precision="fp32", tile=32)
+    assert engine.tile_plan(90, 70) is not None
+    tiled = engine.run_windows(windows)
+    expected = reference(model, windows)
+    assert np.abs(expected - windows[:, 2]).mean() > 0.01  # a real correction
+    assert np.abs(tiled - expected).max() < 1e-4

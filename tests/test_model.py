@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from deblur_cli.models import FAST, PAPER, TINY, DBLRNet, DBLRNetConfig, fold_batchnorm
-from deblur_cli.models.dblrnet import KERNEL_SIZE, TemporalConv
+from deblur_cli.models.dblrnet import KERNEL_SIZE, ChannelNorm, TemporalConv
 from deblur_cli.models.discriminator import Discriminator
 
 # Table I, counted layer by layer (convs followed by BN carry no bias; BN has gamma and beta):
@@ -178,6 +178,21 @@ def test_group_norm_is_per_sample_and_not_folded() -> None:
     assert torch.allclose(folded(window), model.eval()(window), atol=1e-6)
     with pytest.raises(ValueError):
         DBLRNetConfig(width=12, norm="group")
+
+
+def test_channel_norm_is_a_layer_norm_over_each_pixels_channels() -> None:
+    norm = ChannelNorm(6)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.normal_()
+    x = torch.randn(2, 6, 5, 7) * 3 + 1
+    mean = x.mean(1, keepdim=True)
+    variance = x.var(1, unbiased=False, keepdim=True)
+    expected = (x - mean) / torch.sqrt(variance + norm.eps)
+    expected = expected * norm.weight.view(1, -1, 1, 1) + norm.bias.view(1, -1, 1, 1)
+    assert torch.allclose(norm(x), expected, atol=1e-5)
+    channels_last = x.contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(norm(channels_last), expected, atol=1e-5)
 
 
 def test_group_norm_models_run_whole_frames_even_when_tiles_are_asked_for() -> None:

@@ -123,6 +123,9 @@ ARMS: dict[str, tuple[tuple[str, ...], list[str]]] = {
     # back up starting at zero. (Without that zero start, at 1981857, it stayed at output =
     # input: EXPERIMENTS.md row 76.)
     "group-unet-zero-3e-4": (WITH_CLEAN, [*ALIGN_3E4, *GROUP, "--body", "unet"]),
+    # LayerNorm over each pixel's channels (NAFNet's) in GroupNorm's place: statistics per
+    # pixel, so a file would tile (bounded memory at 4K) where GroupNorm's cannot.
+    "channel-clean-3e-4": (WITH_CLEAN, [*ALIGN_3E4, "--norm", "channel"]),
 }
 VAL_SETS = {
     "own": "val_own",

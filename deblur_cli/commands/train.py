@@ -129,8 +129,8 @@ def default(name: str) -> object:
     type=click.Choice(NORMS),
     default=default("norm"),
     show_default=True,
-    help="none: no BatchNorm; group: GroupNorm, as today's dblrnet-fast (deviations from the "
-    "paper, stored in the weight file).",
+    help="none: no BatchNorm; group: GroupNorm, as today's dblrnet-fast; channel: LayerNorm over "
+    "each pixel's channels (deviations from the paper, stored in the weight file).",
 )
 @click.option(
     "--motion-hints",

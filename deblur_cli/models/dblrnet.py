@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 ARCHS = ("3d", "multi", "single")
-NORMS = ("batch", "none", "group")
+NORMS = ("batch", "none", "group", "channel")
 NORM_GROUPS = 8  # GroupNorm groups (Wu & He use 32; the fast preset is only 32 wide)
 BODIES = ("plain", "unet")
 PREDICTIONS = ("pixels", "kernels")  # what L35 predicts
@@ -44,6 +44,8 @@ class DBLRNetConfig:
     # "group": GroupNorm (NORM_GROUPS groups), statistics per sample, so batch size does not
     # matter (the issue-14 normalisation arm; today's dblrnet-fast): its statistics span the
     # whole input, so the engine runs it unfused after its conv, on whole frames only (no tiles).
+    # "channel": LayerNorm over the channels of each pixel (NAFNet's LayerNorm2d): statistics
+    # per pixel, so tiles stay exact; unfused after its conv like GroupNorm.
     norm: str = "batch"
     # Two extra input planes: the centre frame's motion, measured by classical optical flow
     # between the blurry frames themselves (motion.py). Blur follows the motion, so this turns
@@ -75,7 +77,7 @@ class DBLRNetConfig:
         if self.norm == "group" and self.width % NORM_GROUPS:
             raise ValueError(f"norm='group' needs a width divisible by {NORM_GROUPS}")
         if self.body == "unet" and (self.norm == "batch" or self.blocks < 3):
-            raise ValueError("the unet body needs norm 'none' or 'group' and at least 3 blocks")
+            raise ValueError("the unet body needs a norm other than 'batch' and at least 3 blocks")
         if (self.motion_hints or self.align) and self.frames < 3:
             raise ValueError("motion hints and alignment need neighbour frames (frames >= 3)")
         if self.frames % 2 == 0 or not 1 <= self.frames <= 11:
@@ -125,7 +127,7 @@ class DBLRNetConfig:
     @property
     def plain_chain(self) -> bool:
         """Whether the network, BN folded, is a plain chain of convolutions and ReLUs (and
-        GroupNorms): what the engine's fast path (InferenceNet) computes. The experimental
+        unfoldable norms): what the engine's fast path (InferenceNet) computes. The experimental
         body and output are not."""
         return self.body == "plain" and self.predict == "pixels"
 
@@ -170,11 +172,30 @@ def conv3x3(cin: int, cout: int, bias: bool = True) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 3, padding=1, bias=bias)
 
 
+class ChannelNorm(nn.Module):
+    """LayerNorm over the channels of each pixel, with a per-channel scale and shift (NAFNet's
+    LayerNorm2d). Its statistics are one pixel's, so a tile computes what the whole frame does;
+    GroupNorm's span the whole input."""
+
+    def __init__(self, width: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(width))
+        self.bias = nn.Parameter(torch.zeros(width))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # N, H, W, C is a free view of a channels-last tensor: no copy on the engine's path.
+        y = F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], self.weight, self.bias, self.eps)
+        return y.permute(0, 3, 1, 2)
+
+
 def norm_layer(norm: str, width: int) -> nn.Module:
-    """BatchNorm as in the paper, GroupNorm, or nothing (the conv before it then carries a
-    bias)."""
+    """BatchNorm as in the paper, GroupNorm, the per-pixel ChannelNorm, or nothing (the conv
+    before it then carries a bias)."""
     if norm == "group":
         return nn.GroupNorm(NORM_GROUPS, width)
+    if norm == "channel":
+        return ChannelNorm(width)
     return nn.BatchNorm2d(width) if norm == "batch" else nn.Identity()
 
 
@@ -223,7 +244,7 @@ class UShapedBody(nn.Module):
     """The residual body at 1/2 and 1/4 resolution: strided convs down, pixel shuffle up, with
     a skip at each level. Each block costs what a full-resolution block of ``width`` costs
     (2x channels at 1/4 the pixels), but sees 2x or 4x as far: blur is long-range. The blocks
-    take ``norm`` ("none" or "group"); the resampling convs stay plain."""
+    take ``norm`` (any but "batch"); the resampling convs stay plain."""
 
     def __init__(self, width: int, blocks: int, norm: str = "none") -> None:
         super().__init__()
