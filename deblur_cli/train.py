@@ -167,10 +167,11 @@ class TrainOptions:
     # motion the centre does not share; datasets.NeighbourAugment), so that the network falls
     # back on the centre frame instead of ghosting when real neighbours disagree.
     neighbour_augment: bool = True
-    # Start every residual branch at zero (the last conv of each block, and L32), so that a
-    # new network is the identity in depth as well as at its output (SkipInit, Fixup;
-    # torchvision's ``zero_init_residual``): how unnormalised residual networks are trained at
-    # high rates. Changes the start only, not the layers: nothing is stored in the weight file.
+    # Start every residual branch at zero (the last conv of each block, and L32; under a norm,
+    # that norm's scale), so that a new network is the identity in depth as well as at its
+    # output (SkipInit, Fixup; torchvision's ``zero_init_residual``): how unnormalised residual
+    # networks are trained at high rates. Changes the start only, not the layers: nothing is
+    # stored in the weight file.
     zero_init_residual: bool = False
     # Before the first step, re-initialise the channels whose ReLU never fires on the training
     # windows and zero their outgoing weights (deblur_cli/dormant.py): same output, but the
@@ -290,13 +291,18 @@ def fixed_validation_windows(
 
 
 def zero_residual_branches(model: DBLRNet) -> None:
-    """Zero the last convolution of every residual branch (see TrainOptions.zero_init_residual)."""
-    branches = [block.conv2 for block in model.modules() if isinstance(block, ResidualBlock)]
+    """Zero the end of every residual branch (see TrainOptions.zero_init_residual): its norm's
+    scale and shift where it has one (the "zero gamma" of Goyal et al. 2017, as torchvision
+    does; zeroing the conv before a norm would leave that norm a zero input and a 1/eps
+    gradient), else its last convolution."""
+    blocks = [block for block in model.modules() if isinstance(block, ResidualBlock)]
+    ends = [(block.conv2, block.bn2) for block in blocks] + [(model.l32, model.bn32)]
     with torch.no_grad():
-        for conv in [*branches, model.l32]:
-            conv.weight.zero_()
-            if conv.bias is not None:
-                conv.bias.zero_()
+        for conv, norm in ends:
+            layer = conv if isinstance(norm, nn.Identity) else norm
+            layer.weight.zero_()
+            if layer.bias is not None:
+                layer.bias.zero_()
 
 
 def batchnorm_layers(model: nn.Module) -> list[nn.Module]:

@@ -179,6 +179,20 @@ def test_zero_init_residual_starts_the_body_as_the_identity_and_still_learns(
         assert 0 < float(conv.weight.detach().abs().max()) < 3.5e-3
 
 
+def test_zero_init_residual_under_a_norm_zeroes_the_norms_scale_not_the_conv() -> None:
+    # A zero conv before a GroupNorm would hand the norm a constant input (a 1/eps gradient);
+    # the branch starts at zero by the norm's scale and shift instead ("zero gamma").
+    model = DBLRNet(replace(FAST, norm="group"))
+    zero_residual_branches(model)
+    features = torch.rand(2, FAST.width, 12, 12)
+    assert torch.equal(model.blocks(features), features)
+    for block in model.blocks:
+        assert float(block.bn2.weight.abs().max()) == 0.0
+        assert float(block.conv2.weight.abs().max()) > 0.01
+    assert float(model.bn32.weight.abs().max()) == 0.0
+    assert float(model.l32.weight.abs().max()) > 0.01
+
+
 def test_cli_recycles_the_init_files_dormant_channels_and_logs_them(
     dataset: Path, tmp_path: Path
 ) -> None:

@@ -129,6 +129,9 @@ ARMS: dict[str, tuple[tuple[str, ...], list[str]]] = {
     # The winner again with another seed (initialisation and the order of the windows): how far
     # apart two runs of one recipe end, the noise floor every difference above is read against.
     "group-clean-3e-4-seed1": (WITH_CLEAN, [*ALIGN_3E4, *GROUP, "--seed", "1"]),
+    # Every residual branch of the winner starts at zero, by its GroupNorm's scale ("zero gamma",
+    # Goyal et al. 2017): each block adds a unit-scale GroupNorm output to the stream otherwise.
+    "group-zerogamma-3e-4": (WITH_CLEAN, [*ALIGN_3E4, *GROUP, "--zero-init-residual"]),
 }
 VAL_SETS = {
     "own": "val_own",
