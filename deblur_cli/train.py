@@ -111,6 +111,7 @@ class TrainOptions:
     align: bool = False  # neighbours warped onto the centre frame by DIS flow
     body: str = "plain"  # "unet": residual blocks at 1/2 and 1/4 resolution (experimental)
     predict: str = "pixels"  # "kernels": per-pixel filters applied to the frames (experimental)
+    attention: bool = False  # channel attention in every residual block (experimental)
     init: str | None = None  # weights to start from (the GAN stage starts from content weights)
     steps: int = 1000
     batch: int = 4
@@ -202,6 +203,7 @@ class TrainOptions:
             align=self.align,
             body=self.body,
             predict=self.predict,
+            attention=self.attention,
         )
 
 

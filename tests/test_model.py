@@ -195,6 +195,27 @@ def test_channel_norm_is_a_layer_norm_over_each_pixels_channels() -> None:
     assert torch.allclose(norm(channels_last), expected, atol=1e-5)
 
 
+def test_channel_attention_weighs_each_block_by_its_frame_mean_and_runs_whole_frames() -> None:
+    from deblur_cli.engine import Deblurrer
+
+    config = replace(TINY, norm="group", attention=True)
+    model = DBLRNet(config).eval()
+    block = model.blocks[0]
+    x = torch.rand(2, config.width, 9, 11)
+    branch = block.bn2(block.conv2(torch.relu(block.bn1(block.conv1(x)))))
+    weights = block.attention(branch.mean((2, 3), keepdim=True))
+    assert torch.allclose(block(x), x + branch * weights, atol=1e-6)
+    with torch.no_grad():
+        model.l35.weight.normal_(std=0.5)
+    window = torch.rand(1, 1, 5, 40, 48)
+    expected = model(window)[:, 0].detach().numpy()
+    engine = Deblurrer(model, device="cpu", precision="fp32", tile=16)
+    assert engine.kernels == "reference" and engine.tile_plan(40, 48) is None
+    assert abs(engine.run_windows(window[:, 0].numpy()) - expected).max() < 1e-4
+    with pytest.raises(ValueError):
+        DBLRNetConfig(attention=True, body="unet", norm="none")
+
+
 def test_group_norm_models_run_whole_frames_even_when_tiles_are_asked_for() -> None:
     from deblur_cli.engine import Deblurrer
 

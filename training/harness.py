@@ -132,6 +132,9 @@ ARMS: dict[str, tuple[tuple[str, ...], list[str]]] = {
     # Every residual branch of the winner starts at zero, by its GroupNorm's scale ("zero gamma",
     # Goyal et al. 2017): each block adds a unit-scale GroupNorm output to the stream otherwise.
     "group-zerogamma-3e-4": (WITH_CLEAN, [*ALIGN_3E4, *GROUP, "--zero-init-residual"]),
+    # GroupNorm's gain is its per-frame statistics (rows 72, 79): channel attention (NAFNet's,
+    # the branch times a 1x1 conv of its frame mean) gives each block more of that global view.
+    "group-attention-3e-4": (WITH_CLEAN, [*ALIGN_3E4, *GROUP, "--attention"]),
 }
 VAL_SETS = {
     "own": "val_own",

@@ -153,6 +153,11 @@ def default(name: str) -> object:
     help="kernels: predict a 5x5 filter per pixel and frame, applied to the (aligned) frames.",
 )
 @click.option(
+    "--attention",
+    is_flag=True,
+    help="Channel attention in every residual block (NAFNet's; whole frames, general path).",
+)
+@click.option(
     "--optimizer", type=click.Choice(OPTIMIZERS), default=default("optimizer"), show_default=True
 )
 @click.option("--weight-decay", type=float, default=default("weight_decay"), show_default=True)

@@ -64,6 +64,12 @@ class DBLRNetConfig:
     # sharp aligned neighbour can be copied in and the centre sharpened by a local filter: an
     # easier map to learn than the pixels. Experimental: it runs on the engine's general path.
     predict: str = "pixels"
+    # Channel attention at the end of every residual branch (NAFNet's simplified channel
+    # attention: the branch times a 1x1 conv of its mean over the frame). GroupNorm's gain is
+    # its per-frame statistics (EXPERIMENTS.md rows 72, 79); this lets each block weigh its
+    # channels by what the whole frame holds. Experimental: the engine's general path, whole
+    # frames only (the mean spans the input).
+    attention: bool = False
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -78,6 +84,8 @@ class DBLRNetConfig:
             raise ValueError(f"norm='group' needs a width divisible by {NORM_GROUPS}")
         if self.body == "unet" and (self.norm == "batch" or self.blocks < 3):
             raise ValueError("the unet body needs a norm other than 'batch' and at least 3 blocks")
+        if self.attention and self.body != "plain":
+            raise ValueError("channel attention needs the plain body")
         if (self.motion_hints or self.align) and self.frames < 3:
             raise ValueError("motion hints and alignment need neighbour frames (frames >= 3)")
         if self.frames % 2 == 0 or not 1 <= self.frames <= 11:
@@ -129,13 +137,14 @@ class DBLRNetConfig:
         """Whether the network, BN folded, is a plain chain of convolutions and ReLUs (and
         unfoldable norms): what the engine's fast path (InferenceNet) computes. The experimental
         body and output are not."""
-        return self.body == "plain" and self.predict == "pixels"
+        return self.body == "plain" and self.predict == "pixels" and not self.attention
 
     @property
     def tileable(self) -> bool:
         """Whether a tile (with its context margin) is computed as the same pixels of the whole
-        frame. Not under GroupNorm: its statistics span the whole input."""
-        return self.norm != "group"
+        frame. Not under GroupNorm or channel attention: their statistics span the whole
+        input."""
+        return self.norm != "group" and not self.attention
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -225,19 +234,23 @@ class TemporalConv(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-    """conv-BN-ReLU-conv-BN with an identity skip (L3..L30)."""
+    """conv-BN-ReLU-conv-BN with an identity skip (L3..L30); optionally channel attention at
+    the end of the branch (DBLRNetConfig.attention)."""
 
-    def __init__(self, width: int, norm: str = "batch") -> None:
+    def __init__(self, width: int, norm: str = "batch", attention: bool = False) -> None:
         super().__init__()
         bias = norm == "none"
         self.conv1 = conv3x3(width, width, bias=bias)
         self.bn1 = norm_layer(norm, width)
         self.conv2 = conv3x3(width, width, bias=bias)
         self.bn2 = norm_layer(norm, width)
+        self.attention = nn.Conv2d(width, width, 1) if attention else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.relu(self.bn1(self.conv1(x)))
-        return x + self.bn2(self.conv2(y))
+        y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        if self.attention is not None:
+            y = y * self.attention(y.mean((2, 3), keepdim=True))
+        return x + y
 
 
 class UShapedBody(nn.Module):
@@ -307,7 +320,9 @@ class DBLRNet(nn.Module):
         if c.body == "unet":
             self.blocks = UShapedBody(c.width, c.blocks, c.norm)
         else:
-            self.blocks = nn.Sequential(*(ResidualBlock(c.width, c.norm) for _ in range(c.blocks)))
+            self.blocks = nn.Sequential(
+                *(ResidualBlock(c.width, c.norm, c.attention) for _ in range(c.blocks))
+            )
         bias = c.norm == "none"
         self.l31 = conv3x3(c.width, c.width, bias=bias)
         self.bn31 = norm_layer(c.norm, c.width)
