@@ -135,6 +135,9 @@ ARMS: dict[str, tuple[tuple[str, ...], list[str]]] = {
     # GroupNorm's gain is its per-frame statistics (rows 72, 79): channel attention (NAFNet's,
     # the branch times a 1x1 conv of its frame mean) gives each block more of that global view.
     "group-attention-3e-4": (WITH_CLEAN, [*ALIGN_3E4, *GROUP, "--attention"]),
+    # The winner without train_clean (27% of its windows are sharp clips to leave alone): what
+    # those windows cost the deblurring, and what they buy on sharp input (c).
+    "group-noclean-3e-4": (MIXED, [*ALIGN_3E4, *GROUP]),
 }
 VAL_SETS = {
     "own": "val_own",
