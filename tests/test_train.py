@@ -182,7 +182,7 @@ def test_zero_init_residual_starts_the_body_as_the_identity_and_still_learns(
 def test_zero_init_residual_under_a_norm_zeroes_the_norms_scale_not_the_conv() -> None:
     # A zero conv before a GroupNorm would hand the norm a constant input (a 1/eps gradient);
     # the branch starts at zero by the norm's scale and shift instead ("zero gamma").
-    model = DBLRNet(replace(FAST, norm="group"))
+    model = DBLRNet(replace(FAST, norm="group")).requires_grad_(False)
     zero_residual_branches(model)
     features = torch.rand(2, FAST.width, 12, 12)
     assert torch.equal(model.blocks(features), features)
