@@ -136,7 +136,8 @@ ARMS: dict[str, tuple[tuple[str, ...], list[str]]] = {
     # the branch times a 1x1 conv of its frame mean) gives each block more of that global view.
     "group-attention-3e-4": (WITH_CLEAN, [*ALIGN_3E4, *GROUP, "--attention"]),
     # The winner without train_clean (27% of its windows are sharp clips to leave alone): what
-    # those windows cost the deblurring, and what they buy on sharp input (c).
+    # those windows cost the deblurring, and what they buy on sharp input (c). Session 13's
+    # winner: +0.12-0.14 dB on (b) over two seeds of group-clean-3e-4, -0.06-0.08 on (c).
     "group-noclean-3e-4": (MIXED, [*ALIGN_3E4, *GROUP]),
 }
 VAL_SETS = {
