@@ -31,7 +31,16 @@ def test_every_stage_of_every_plan_builds_its_options_and_network(
         assert Path(gpu_burst.ROOT / init).is_file()
 
 
-def test_the_group_plan_trains_groupnorm_from_scratch() -> None:
+def test_the_group_plan_trains_groupnorm_from_scratch_without_the_clean_clips(
+    tmp_path: Path,
+) -> None:
     stages = [stage for chain in gpu_burst.PLANS["group"] for stage in chain]
     assert {s.options["norm"] for s in stages} == {"group"}
     assert all("init" not in s.options for s in stages)
+    for stage in stages:  # session 13's winner (EXPERIMENTS.md row 83) leaves train_clean out
+        options = gpu_burst.stage_options(stage, tmp_path, tmp_path / "runs", 10.0, "cuda")
+        assert options.train_data == [
+            f"dvd:{tmp_path / n}" for n in ("train_moderate", "train_sharp")
+        ]
+    shipped = gpu_burst.stage_options(gpu_burst.CHAINS[1][0], tmp_path, tmp_path, 10.0, "cuda")
+    assert len(shipped.train_data) == 3  # the shipped line keeps its own data
