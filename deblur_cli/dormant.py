@@ -74,7 +74,7 @@ def recycle_dormant(
     inputs), so the channels still dormant are drawn again, up to ``rounds`` times. The output
     is unchanged throughout. GroupNorm and ChannelNorm share statistics across channels, so one
     cannot be changed alone there: models with them are refused."""
-    if model.config.norm in ("group", "channel"):
+    if model.config.norm_couples_channels:
         raise ValueError("recycling needs channels that can change alone: not under a norm")
     batches = list(batches)
     found = dormant_channels(model, batches)

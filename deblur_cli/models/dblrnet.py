@@ -140,6 +140,12 @@ class DBLRNetConfig:
         return self.body == "plain" and self.predict == "pixels" and not self.attention
 
     @property
+    def norm_couples_channels(self) -> bool:
+        """Whether each norm's statistics span several channels (GroupNorm, ChannelNorm), so
+        that one channel cannot change without moving the others."""
+        return self.norm in ("group", "channel")
+
+    @property
     def tileable(self) -> bool:
         """Whether a tile (with its context margin) is computed as the same pixels of the whole
         frame. Not under GroupNorm or channel attention: their statistics span the whole
