@@ -139,6 +139,13 @@ ARMS: dict[str, tuple[tuple[str, ...], list[str]]] = {
     # those windows cost the deblurring, and what they buy on sharp input (c). Session 13's
     # winner: +0.12-0.14 dB on (b) over two seeds of group-clean-3e-4, -0.06-0.08 on (c).
     "group-noclean-3e-4": (MIXED, [*ALIGN_3E4, *GROUP]),
+    # Session 14: train_sharp taken away too: train_moderate alone, whose clips are a quarter static
+    # (unblurred, noisy, compressed). Dropping train_clean steepened (b); the question is
+    # whether the nearly sharp clips cost (b) as well, and what (c) loses without them.
+    "group-moderate-3e-4": (("train_moderate",), [*ALIGN_3E4, *GROUP]),
+    # The two winners on (b) and (c) together: session 13's data without train_clean, and
+    # branches that start at zero by GroupNorm's scale (+0.12 dB on (c) with train_clean).
+    "group-noclean-zerogamma-3e-4": (MIXED, [*ALIGN_3E4, *GROUP, "--zero-init-residual"]),
 }
 VAL_SETS = {
     "own": "val_own",
