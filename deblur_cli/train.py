@@ -112,6 +112,7 @@ class TrainOptions:
     body: str = "plain"  # "unet": residual blocks at 1/2 and 1/4 resolution (experimental)
     predict: str = "pixels"  # "kernels": per-pixel filters applied to the frames (experimental)
     attention: bool = False  # channel attention in every residual block (experimental)
+    dilated: bool = False  # residual blocks dilated 1, 2, 4 in turn (experimental)
     init: str | None = None  # weights to start from (the GAN stage starts from content weights)
     steps: int = 1000
     batch: int = 4
@@ -204,6 +205,7 @@ class TrainOptions:
             body=self.body,
             predict=self.predict,
             attention=self.attention,
+            dilated=self.dilated,
         )
 
 

@@ -120,18 +120,22 @@ def test_unet_body_keeps_any_frame_size_and_runs_in_the_engine(size: tuple[int, 
     assert float(abs(restored - expected).max()) < 1e-5
 
 
-def test_unet_receptive_radius_covers_its_reach() -> None:
-    model = DBLRNet(UNET).eval()
+def gradient_reach(config: DBLRNetConfig, size: int = 96) -> int:
+    """Pixels on each side of the centre whose input moves the centre output (by gradient)."""
+    model = DBLRNet(config).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.1)  # no dead paths: every weight positive
-    x = torch.zeros(1, 1, 5, 96, 96, requires_grad=True)
-    model(x)[0, 0, 48, 48].backward()
+    x = torch.zeros(1, 1, 5, size, size, requires_grad=True)
+    centre = size // 2
+    model(x)[0, 0, centre, centre].backward()
     rows, cols = torch.nonzero(x.grad[0, 0].abs().sum(0) > 0, as_tuple=True)
-    reach = max(
-        48 - int(rows.min()), int(rows.max()) - 48, 48 - int(cols.min()), int(cols.max()) - 48
-    )
-    assert reach <= UNET.receptive_radius
+    return max(centre - int(rows.min()), int(rows.max()) - centre,
+               centre - int(cols.min()), int(cols.max()) - centre)  # fmt: skip
+
+
+def test_unet_receptive_radius_covers_its_reach() -> None:
+    assert gradient_reach(UNET) <= UNET.receptive_radius
 
 
 def test_unet_takes_group_norm_but_not_batchnorm() -> None:
@@ -214,6 +218,26 @@ def test_channel_attention_weighs_each_block_by_its_frame_mean_and_runs_whole_fr
     assert abs(engine.run_windows(window[:, 0].numpy()) - expected).max() < 1e-4
     with pytest.raises(ValueError):
         DBLRNetConfig(attention=True, body="unet", norm="none")
+
+
+def test_dilated_blocks_cycle_1_2_4_reach_further_and_tile_exactly() -> None:
+    from deblur_cli.engine import Deblurrer
+
+    config = replace(TINY, blocks=4, dilated=True, norm="none")
+    model = DBLRNet(config).eval()
+    assert [b.conv1.dilation[0] for b in model.blocks] == [1, 2, 4, 1]
+    plain = replace(config, dilated=False)
+    assert gradient_reach(config) == config.receptive_radius == plain.receptive_radius + 2 * 4
+    assert gradient_reach(plain) == plain.receptive_radius
+    with torch.no_grad():
+        model.l35.weight.normal_(std=0.5)
+    window = torch.rand(1, 1, 5, 40, 48)
+    expected = model(window)[:, 0].detach().numpy()
+    engine = Deblurrer(model, device="cpu", precision="fp32", tile=16)
+    assert engine.kernels == "reference" and engine.tile_plan(40, 48) is not None
+    assert abs(engine.run_windows(window[:, 0].numpy()) - expected).max() < 1e-4
+    with pytest.raises(ValueError):
+        DBLRNetConfig(dilated=True, body="unet", norm="none")
 
 
 def test_group_norm_models_run_whole_frames_even_when_tiles_are_asked_for() -> None:

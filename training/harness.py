@@ -152,6 +152,16 @@ ARMS: dict[str, tuple[tuple[str, ...], list[str]]] = {
     # (row 86). Each set listed twice is drawn twice as often (the windows are pooled), so this
     # keeps the winner's moderate:sharp ratio with the clean clips at 16% of the windows, not 27%.
     "group-cleanshare-3e-4": ((*MIXED, *MIXED, "train_clean"), [*ALIGN_3E4, *GROUP]),
+    # Session 15: sharp frames protected by more of the nearly sharp clips instead (row 89:
+    # the clean clips trade (b) for (c) linearly): train_sharp listed twice, 40% of the windows.
+    "group-sharpshare-3e-4": (
+        ("train_moderate", "train_sharp", "train_sharp"),
+        [*ALIGN_3E4, *GROUP],
+    ),
+    # The winner even on its own training clips gains only +1.47 dB (stage 9; +1.22 on (a)):
+    # it underfits. Its body sees 19 px on each side, blur in (b) reaches 16 px. Dilating the
+    # blocks 1, 2, 4 in turn nearly doubles the reach (35 px) at the same cost a step.
+    "group-noclean-dilated-3e-4": (MIXED, [*ALIGN_3E4, *GROUP, "--dilated"]),
 }
 VAL_SETS = {
     "own": "val_own",

@@ -158,6 +158,11 @@ def default(name: str) -> object:
     help="Channel attention in every residual block (NAFNet's; whole frames, general path).",
 )
 @click.option(
+    "--dilated",
+    is_flag=True,
+    help="Residual blocks dilated 1, 2, 4 in turn: twice the reach, same cost (general path).",
+)
+@click.option(
     "--optimizer", type=click.Choice(OPTIMIZERS), default=default("optimizer"), show_default=True
 )
 @click.option("--weight-decay", type=float, default=default("weight_decay"), show_default=True)
