@@ -11,6 +11,7 @@ Outputs (DVD layout, never committed):
                        light JPEG, light noise in 30%: to be left alone (session 7)
   data/train_photos    as train_moderate, with photographs from Debian's wallpaper packages
                        beside the corpus footage (session 11's content arm; ``--only``)
+  data/train_static    train_clean's static clips alone (session 15's arm; ``--only``)
   data/train_broad     the same content with the session 1-5 recipe's blur (floor 32 px: up to
                        32 px at 256 px, about 90 px at 720p)
   data/val_own         (a) camera shake like train_moderate, corpus validation sequences
@@ -105,6 +106,10 @@ CLEAN = replace(
     jpeg_quality=(75, 98),
     **CONTENT,
 )
+# CLEAN's static clips alone: what sharp input (c) is (a static sharp scene, light JPEG), from the
+# training sequences. Session 15's arm: a small share of these against the clean clips' 27%.
+STATIC = replace(CLEAN, static_clip_prob=1.0)
+ASKED_ONLY = ("train_photos", "train_static")
 SETS = {
     # name: (split, process, clips, frames, seed, ranges)
     "train_moderate": ("train", "mixed", 300, 10, 1, MODERATE),
@@ -112,6 +117,7 @@ SETS = {
     "train_broad": ("train", "mixed", 300, 10, 1, BROAD),
     "train_sharp": ("train", "shake", 100, 10, 7, NEARLY_SHARP),
     "train_clean": ("train", "shake", 150, 10, 11, CLEAN),
+    "train_static": ("train", "shake", 50, 10, 17, STATIC),
     "val_own": ("val", "shake", 16, 7, 3000, replace(MODERATE, static_clip_prob=0.0)),
     "val_other": ("val", "psf", 16, 7, 2000, VAL_OTHER),
     "val_other_clean": ("val", "psf", 16, 7, 2000, VAL_OTHER_CLEAN),
@@ -179,8 +185,8 @@ def make_clips(
 def main(root: Path, only: list[str], jobs: int = 1, corpus: Path = CORPUS) -> None:
     for name, (split, process, _, frames, _, _) in SETS.items():
         out = root / name
-        # The photo arm's set downloads packages: made only when asked for by name.
-        if (only and name not in only) or (not only and name == "train_photos") or out.exists():
+        # The arms' extra sets (the photo arm's downloads packages): made only when asked for.
+        if (only and name not in only) or (not only and name in ASKED_ONLY) or out.exists():
             continue
         photos = fetch_photos(root / "photos") if name == "train_photos" else None
         count = write_dataset(make_clips(name, jobs, corpus, photos), out, layout="dvd")
