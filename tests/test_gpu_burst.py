@@ -31,16 +31,22 @@ def test_every_stage_of_every_plan_builds_its_options_and_network(
         assert Path(gpu_burst.ROOT / init).is_file()
 
 
-def test_the_group_plan_trains_groupnorm_from_scratch_without_the_clean_clips(
+def sets_of(stage: gpu_burst.Stage, data: Path) -> list[str]:
+    """The names of the training sets a stage's options point at."""
+    options = gpu_burst.stage_options(stage, data, data / "runs", 10.0, "cuda")
+    return [Path(d.removeprefix("dvd:")).name for d in options.train_data]
+
+
+def test_the_fast_line_and_the_group_plan_train_with_still_scenes_not_the_clean_clips(
     tmp_path: Path,
 ) -> None:
     stages = [stage for chain in gpu_burst.PLANS["group"] for stage in chain]
     assert {s.options["norm"] for s in stages} == {"group"}
     assert all("init" not in s.options for s in stages)
-    for stage in stages:  # session 13's winner (EXPERIMENTS.md row 83) leaves train_clean out
-        options = gpu_burst.stage_options(stage, tmp_path, tmp_path / "runs", 10.0, "cuda")
-        assert options.train_data == [
-            f"dvd:{tmp_path / n}" for n in ("train_moderate", "train_sharp")
-        ]
-    shipped = gpu_burst.stage_options(gpu_burst.CHAINS[1][0], tmp_path, tmp_path, 10.0, "cuda")
-    assert len(shipped.train_data) == 3  # the shipped line keeps its own data
+    fast = [s for chain in gpu_burst.CHAINS for s in chain if s.name == "dblrnet-fast"]
+    static = ["train_moderate", "train_sharp", "train_static"]  # EXPERIMENTS.md rows 95, 98
+    for stage in [*stages, *fast]:
+        assert sets_of(stage, tmp_path) == static
+    dblrnet = gpu_burst.CHAINS[0][0]  # the paper-size line keeps the data it trained on
+    assert sets_of(dblrnet, tmp_path) == ["train_moderate", "train_sharp", "train_clean"]
+    assert set(static) | set(sets_of(dblrnet, tmp_path)) == set(gpu_burst.TRAIN_SETS)
