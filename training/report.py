@@ -8,6 +8,8 @@ Run from the repository root after training (needs data/ from training/make_data
         --curve training/dblrnet/2-crop128/metrics.jsonl:2750
 
 Writes docs/results/VALIDATION.md (+ .json), docs/training_curve.png and docs/before_after/*.png.
+A model whose weight file has not changed since VALIDATION.json was committed can keep its rows:
+``--reuse dblrnet=weights/dblrnet.safetensors`` instead of ``--model`` (checked with git).
 Every number is computed here from the data and the weight files; nothing is typed in.
 Without ``--model`` it only draws the curve, from the metrics logs alone (no data needed), as
 for each shipped model's ``training/<model>/curve.png`` (training/README.md):
@@ -20,6 +22,7 @@ for each shipped model's ``training/<model>/curve.png`` (training/README.md):
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -74,6 +77,46 @@ def validation_table(data: Path, engines: dict[str, Deblurrer | None]) -> dict[s
 
 # Per-frame blur length (meta.json "blur_px", px in the 256x256 frame) buckets for blur_table.
 BLUR_BUCKETS = ((0.0, 3.0), (3.0, 8.0), (8.0, 16.0), (16.0, 64.0))
+
+
+def last_commit(path: Path) -> str:
+    """The commit that last changed ``path`` ("" when git has none)."""
+    result = subprocess.run(
+        ["git", "log", "-1", "--format=%H", "--", str(path)], capture_output=True, text=True
+    )
+    return result.stdout.strip()
+
+
+def scored_in_results(weights: Path, results: Path = RESULTS / "VALIDATION.json") -> bool:
+    """True when the committed ``results`` were computed with this very weight file: both are
+    tracked and unmodified, and the file's last change comes no later than the results' last
+    commit. Why: scoring the paper-size models again costs an hour of an AVX2 CPU in fp32."""
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--", str(weights), str(results)],
+        capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    weights_commit, results_commit = last_commit(weights), last_commit(results)
+    if dirty or not weights_commit or not results_commit:
+        return False
+    ancestor = ["git", "merge-base", "--is-ancestor", weights_commit, results_commit]
+    return subprocess.run(ancestor).returncode == 0
+
+
+def reuse_rows(table: dict[str, dict], reused: dict[str, Path], tolerance_db: float = 0.01) -> None:
+    """Add the rows of models scored before (``scored_in_results``) from VALIDATION.json, in
+    place. The input rows must agree: data remade on another CPU may round a few pixels the
+    other way (tests/test_synth_package.py), which moves the input PSNR by far less than
+    ``tolerance_db``; another data set would move it by more."""
+    old = json.loads((RESULTS / "VALIDATION.json").read_text())
+    for name, path in reused.items():
+        if not scored_in_results(path):
+            raise click.UsageError(f"{path} changed since {RESULTS / 'VALIDATION.json'}: score it")
+        for set_name, rows in table.items():
+            drift = abs(old[set_name]["input"]["psnr_y"] - rows["input"]["psnr_y"])
+            if drift > tolerance_db:
+                moved = f"{set_name}: the input PSNR moved {drift:.3f} dB"
+                raise click.UsageError(f"{moved}: score every model again")
+            rows[name] = old[set_name][name]
 
 
 def frame_gains(data: Path, engine: Deblurrer) -> list[tuple[float, float]]:
@@ -245,11 +288,17 @@ def before_after(engines: dict[str, Deblurrer], data: Path, out: Path) -> list[P
     "--curve-out", type=click.Path(path_type=Path), default=RESULTS.parent / "training_curve.png",
     show_default=True, help="Where the curve goes.",
 )  # fmt: skip
+@click.option(
+    "--reuse", "reused", multiple=True, metavar="NAME=PATH",
+    help="Take NAME's rows from the committed VALIDATION.json, if PATH is unchanged since.",
+)  # fmt: skip
+@click.option("--skip-pictures", is_flag=True, help="Leave docs/before_after as it is.")
 @click.option("--skip-table", is_flag=True)
 @click.option("--skip-blur-table", is_flag=True, help="No table by blur length (slow).")
 def main(
     models: tuple[str, ...], data: Path, curve: tuple[str, ...], marks: tuple[str, ...],
-    curve_out: Path, skip_table: bool, skip_blur_table: bool,
+    curve_out: Path, reused: tuple[str, ...], skip_pictures: bool, skip_table: bool,
+    skip_blur_table: bool,
 ) -> None:  # fmt: skip
     if not models and not curve:
         raise click.UsageError("give --model (table and pictures) or --curve (curve only)")
@@ -262,11 +311,15 @@ def main(
     engines = {
         name: Deblurrer(load_model(path)) for name, path in (m.split("=", 1) for m in models)
     }
-    for path in before_after(engines, data, Path("docs/before_after")):
-        print(f"wrote {path}", file=sys.stderr)
+    kept = {name: Path(path) for name, path in (m.split("=", 1) for m in reused)}
+    if not skip_pictures:
+        everyone = {**engines, **{name: Deblurrer(load_model(path)) for name, path in kept.items()}}
+        for path in before_after(everyone, data, Path("docs/before_after")):
+            print(f"wrote {path}", file=sys.stderr)
     if skip_table:
         return
     table = validation_table(data, {"input": None, **engines})
+    reuse_rows(table, kept)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "VALIDATION.json").write_text(json.dumps(table, indent=2) + "\n")
     text = markdown(table)
