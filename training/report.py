@@ -79,6 +79,11 @@ def validation_table(data: Path, engines: dict[str, Deblurrer | None]) -> dict[s
 BLUR_BUCKETS = ((0.0, 3.0), (3.0, 8.0), (8.0, 16.0), (16.0, 64.0))
 
 
+def named_paths(pairs: tuple[str, ...]) -> dict[str, Path]:
+    """``NAME=PATH`` options (``--model``, ``--reuse``) as a name -> path mapping."""
+    return {name: Path(path) for name, path in (pair.split("=", 1) for pair in pairs)}
+
+
 def last_commit(path: Path) -> str:
     """The commit that last changed ``path`` ("" when git has none)."""
     result = subprocess.run(
@@ -107,15 +112,18 @@ def reuse_rows(table: dict[str, dict], reused: dict[str, Path], tolerance_db: fl
     place. The input rows must agree: data remade on another CPU may round a few pixels the
     other way (tests/test_synth_package.py), which moves the input PSNR by far less than
     ``tolerance_db``; another data set would move it by more."""
+    if not reused:
+        return
     old = json.loads((RESULTS / "VALIDATION.json").read_text())
+    for set_name, rows in table.items():
+        drift = abs(old[set_name]["input"]["psnr_y"] - rows["input"]["psnr_y"])
+        if drift > tolerance_db:
+            moved = f"{set_name}: the input PSNR moved {drift:.3f} dB"
+            raise click.UsageError(f"{moved}: score every model again")
     for name, path in reused.items():
         if not scored_in_results(path):
             raise click.UsageError(f"{path} changed since {RESULTS / 'VALIDATION.json'}: score it")
         for set_name, rows in table.items():
-            drift = abs(old[set_name]["input"]["psnr_y"] - rows["input"]["psnr_y"])
-            if drift > tolerance_db:
-                moved = f"{set_name}: the input PSNR moved {drift:.3f} dB"
-                raise click.UsageError(f"{moved}: score every model again")
             rows[name] = old[set_name][name]
 
 
@@ -308,10 +316,8 @@ def main(
         print(f"wrote {curve_out}", file=sys.stderr)
     if not models:
         return
-    engines = {
-        name: Deblurrer(load_model(path)) for name, path in (m.split("=", 1) for m in models)
-    }
-    kept = {name: Path(path) for name, path in (m.split("=", 1) for m in reused)}
+    engines = {name: Deblurrer(load_model(path)) for name, path in named_paths(models).items()}
+    kept = named_paths(reused)
     if not skip_pictures:
         everyone = {**engines, **{name: Deblurrer(load_model(path)) for name, path in kept.items()}}
         for path in before_after(everyone, data, Path("docs/before_after")):
