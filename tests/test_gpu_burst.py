@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
 import gpu_burst
 
 from deblur_cli.models import DBLRNet
+from deblur_cli.weights import load_model
 
 STAGES = [(plan, stage) for plan, chains in gpu_burst.PLANS.items() for c in chains for stage in c]
 
@@ -41,12 +42,22 @@ def test_the_fast_line_and_the_group_plan_train_with_still_scenes_not_the_clean_
     tmp_path: Path,
 ) -> None:
     stages = [stage for chain in gpu_burst.PLANS["group"] for stage in chain]
-    assert {s.options["norm"] for s in stages} == {"group"}
-    assert all("init" not in s.options for s in stages)
+    paper, fast_group = stages
+    assert paper.options["norm"] == "group" and "init" not in paper.options
+    # The fast file's layers come from the file: it must be a GroupNorm one.
+    assert load_model(str(gpu_burst.ROOT / fast_group.options["init"])).config.norm == "group"
     fast = [s for chain in gpu_burst.CHAINS for s in chain if s.name == "dblrnet-fast"]
     static = ["train_moderate", "train_sharp", "train_static"]  # EXPERIMENTS.md rows 95, 98
     for stage in [*stages, *fast]:
         assert sets_of(stage, tmp_path) == static
     dblrnet = gpu_burst.CHAINS[0][0]  # the paper-size line keeps the data it trained on
     assert sets_of(dblrnet, tmp_path) == ["train_moderate", "train_sharp", "train_clean"]
-    assert set(static) | set(sets_of(dblrnet, tmp_path)) == set(gpu_burst.TRAIN_SETS)
+
+
+def test_the_machine_makes_only_the_sets_its_plan_trains_on() -> None:
+    assert gpu_burst.plan_sets(gpu_burst.PLANS["group"]) == [
+        "train_moderate", "train_sharp", "train_static"
+    ]  # fmt: skip
+    assert gpu_burst.plan_sets(gpu_burst.PLANS["shipped"]) == [
+        "train_clean", "train_moderate", "train_sharp", "train_static"
+    ]  # fmt: skip
