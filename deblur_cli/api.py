@@ -384,11 +384,9 @@ def plan_frames_output(
 def default_engine() -> tuple[str, Deblurrer]:
     """The model ``--model auto`` would run here and its engine: the library's default too."""
     from deblur_cli.engine import resolve_device
-    from deblur_cli.weights import default_model, load_model
+    from deblur_cli.weights import DEFAULT_MODEL, load_model
 
-    device = resolve_device("auto")
-    name = default_model(device)
-    return name, Deblurrer(load_model(name), device=str(device))
+    return DEFAULT_MODEL, Deblurrer(load_model(DEFAULT_MODEL), device=str(resolve_device("auto")))
 
 
 def deblur_video(

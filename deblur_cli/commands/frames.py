@@ -48,7 +48,7 @@ def frames_command(
     """
     names = [p.name for p in list_images(folder)]
     plan_frames_output(folder, output, names, overwrite)  # fail before loading the model
-    engine["model"] = chosen_model(str(engine["model"]), str(engine["device"]))
+    engine["model"] = chosen_model(str(engine["model"]))
     deblurrer = make_engine(**engine)  # type: ignore[arg-type]
     feedback = Feedback(quiet)
     feedback.upfront(lambda: Estimator(deblurrer, str(engine["model"])).folder(folder))

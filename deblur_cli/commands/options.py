@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from deblur_cli.engine import DEVICES, PRECISIONS, Deblurrer, resolve_device
-from deblur_cli.weights import AUTO_MODEL, default_model, load_model
+from deblur_cli.engine import DEVICES, PRECISIONS, Deblurrer
+from deblur_cli.weights import AUTO_MODEL, DEFAULT_MODEL, load_model
 
 _ENGINE_OPTIONS = [
     click.option(
@@ -17,8 +17,8 @@ _ENGINE_OPTIONS = [
         default=AUTO_MODEL,
         show_default=True,
         help="Shipped name (dblrnet, dblrgan, dblrnet-fast), a .safetensors path, "
-        "or hf://owner/repo/file.safetensors. auto: dblrnet-fast, or dblrnet on CUDA "
-        "(better, and the networks cost little there next to the optical flow).",
+        "or hf://owner/repo/file.safetensors. auto: dblrnet-fast (the best shipped model, "
+        "on a CPU and on CUDA).",
     ),
     click.option(
         "--device",
@@ -81,9 +81,9 @@ def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def chosen_model(model: str, device: str) -> str:
-    """``--model auto`` -> the shipped model for the device; any other value as it is."""
-    return default_model(resolve_device(device)) if model == AUTO_MODEL else model
+def chosen_model(model: str) -> str:
+    """``--model auto`` -> the default shipped model; any other value as it is."""
+    return DEFAULT_MODEL if model == AUTO_MODEL else model
 
 
 def make_engine(

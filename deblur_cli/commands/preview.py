@@ -48,7 +48,7 @@ def preview_command(
     take with the same model, device and precision.
     """
     source, output = plan_preview(source, output, overwrite)  # fail before loading the model
-    engine["model"] = chosen_model(str(engine["model"]), str(engine["device"]))
+    engine["model"] = chosen_model(str(engine["model"]))
     result = preview(
         source,
         output,

@@ -92,7 +92,7 @@ def video_command(
         jobs = jobs if split else shard(jobs, launch)
         if engine.get("threads") is None:
             engine["threads"] = threads_per_process(launch)
-    engine["model"] = chosen_model(str(engine["model"]), str(engine["device"]))
+    engine["model"] = chosen_model(str(engine["model"]))
     deblurrer = make_engine(**engine)  # type: ignore[arg-type]
     feedback = Feedback(quiet)
     estimator = Estimator(deblurrer, str(engine["model"]))
