@@ -178,8 +178,12 @@ def _quiet_hub() -> Iterator[None]:
         hub_logging.set_verbosity(level)
 
 
-def resolve_weights(spec: str = DEFAULT_MODEL) -> Path:
-    """Turn a ``--model`` value into a local safetensors path, downloading only for hf://."""
+def resolve_weights(spec: str | Path = DEFAULT_MODEL) -> Path:
+    """Turn a ``--model`` value into a local safetensors path, downloading only for hf://.
+
+    A ``Path`` is always a file path, never a shipped name: ``Path("dblrnet")`` is the file."""
+    if isinstance(spec, Path):
+        return local_weights(spec)
     if spec.startswith(HF_PREFIX):
         return download_from_hub(spec)
     if spec in MODELS:
@@ -191,7 +195,12 @@ def resolve_weights(spec: str = DEFAULT_MODEL) -> Path:
             f"model '{spec}' is not installed: put {entry.filename} in {path.parent} "
             f"(from hf://{entry.hf_repo}/{entry.filename}) or pass --model PATH"
         )
-    path = Path(spec).expanduser()
+    return local_weights(Path(spec))
+
+
+def local_weights(spec: Path) -> Path:
+    """A weight file on disk, or a one-line error that says what to give instead."""
+    path = spec.expanduser()
     if path.is_dir():
         raise ModelError(f"--model {spec} is a directory; give a .safetensors file")
     if not path.is_file():
@@ -215,7 +224,7 @@ def read_metadata(path: Path) -> dict[str, str]:
     return dict(header.get("__metadata__") or {})
 
 
-def load_model(spec: str = DEFAULT_MODEL, device: str | torch.device = "cpu") -> DBLRNet:
+def load_model(spec: str | Path = DEFAULT_MODEL, device: str | torch.device = "cpu") -> DBLRNet:
     """Load a generator from a name, path or hf:// spec; the network is built from the file."""
     path = resolve_weights(spec)
     metadata = read_metadata(path)

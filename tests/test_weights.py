@@ -88,3 +88,11 @@ def test_the_library_default_engine_is_the_auto_model() -> None:
     name, engine = default_engine()
     assert name == chosen_model("auto")
     assert engine.config == load_model(name).config
+
+
+def test_a_path_object_is_a_file_never_a_shipped_name(tmp_path: Path) -> None:
+    # training/report.py and library users pass pathlib paths; "dblrnet" as a Path is a file.
+    path = save_model(DBLRNet(TINY), tmp_path / "tiny.safetensors")
+    assert load_model(path).config == TINY
+    with pytest.raises(ModelError, match="no model file"):
+        load_model(Path("dblrnet"))
