@@ -58,14 +58,14 @@ MODELS: dict[str, ModelEntry] = {
     "dblrgan": ModelEntry("dblrgan.safetensors", "DBLRGAN, adversarial fine-tune of dblrnet"),
     "dblrnet-fast": ModelEntry(
         "dblrnet-fast.safetensors",
-        "32-channel, 6-block preset with aligned neighbours, ~12x fewer FLOPs (default on a CPU)",
+        "32-channel, 6-block preset with aligned neighbours, ~12x fewer FLOPs (the default)",
     ),
 }
 # The default everywhere (``--model auto``): the fast preset. On a CPU it is 8-17x faster than the
-# paper-size model; since session 17 it is also the better model on three validation sets of four
-# and level on the fourth (weights/MODEL_CARD.md), so on CUDA, where both networks cost little
-# next to the host-side optical flow (benchmarks/RESULTS.md), it is the better choice too. Session
-# 18 ran it on a lent H200: fp16 output within 70 dB PSNR of the CPU's fp32 (tests/test_cuda.py).
+# paper-size model; since session 18 it is also the better model on all four validation sets
+# (weights/MODEL_CARD.md), so on CUDA, where both networks cost little next to the host-side
+# optical flow (benchmarks/RESULTS.md), it is the better choice too. Session 18 ran it on a lent
+# H200: fp16 output within 70 dB PSNR of the CPU's fp32 (tests/test_cuda.py).
 DEFAULT_MODEL = "dblrnet-fast"
 AUTO_MODEL = "auto"
 

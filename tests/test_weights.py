@@ -72,8 +72,8 @@ def test_uninstalled_shipped_name_names_the_file(
 
 
 def test_model_auto_is_the_fast_model_on_every_device() -> None:
-    # Since session 17 the fast file is the better model on three sets of four and level on the
-    # fourth; on CUDA both networks are cheap next to their host-side optical flow.
+    # Since session 18 the fast file is the better model on all four validation sets; on CUDA
+    # both networks are cheap next to their host-side optical flow.
     from deblur_cli.commands.options import chosen_model
 
     assert chosen_model("auto") == "dblrnet-fast"
