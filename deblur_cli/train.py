@@ -274,13 +274,18 @@ def fixed_validation_windows(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A fixed, evenly spaced set of centre-cropped windows: the same at every validation.
 
-    Motion inputs are computed on the whole frames, as the engine does, before cropping."""
-    dataset = WindowDataset(
-        parse_sources(specs), frames=config.frames, crop=None, augment=False,
-        prepare=window_preparer(config),
-    )  # fmt: skip
-    picks = np.linspace(0, len(dataset) - 1, num=min(count, len(dataset))).round().astype(int)
-    items = [dataset[int(index)] for index in picks]
+    ``count`` windows come from each set, so that every set weighs alike in the mean whatever
+    its size: a run validated on blurry and on sharp input keeps the step that is best on both,
+    not the one best on the larger set. Motion inputs are computed on the whole frames, as the
+    engine does, before cropping."""
+    items = []
+    for spec in specs:
+        dataset = WindowDataset(
+            parse_sources([spec]), frames=config.frames, crop=None, augment=False,
+            prepare=window_preparer(config),
+        )  # fmt: skip
+        picks = np.linspace(0, len(dataset) - 1, num=min(count, len(dataset))).round()
+        items += [dataset[int(index)] for index in picks.astype(int)]
     height = min([crop] + [sharp.shape[-2] for _, sharp in items])
     width = min([crop] + [sharp.shape[-1] for _, sharp in items])
 

@@ -61,3 +61,13 @@ def test_the_machine_makes_only_the_sets_its_plan_trains_on() -> None:
     assert gpu_burst.plan_sets(gpu_burst.PLANS["shipped"]) == [
         "train_clean", "train_moderate", "train_sharp", "train_static"
     ]  # fmt: skip
+
+
+def test_a_burst_validates_on_every_set_it_is_given(tmp_path: Path) -> None:
+    stage = gpu_burst.PLANS["group"][1][0]
+    val = [tmp_path / "val_other_128", tmp_path / "val_sharp_128"]
+    options = gpu_burst.stage_options(stage, tmp_path, tmp_path / "runs", 10.0, "cuda", val)
+    assert options.val_data == [f"dvd:{folder}" for folder in val]
+    assert [Path(d).name for d in options.train_data] == list(stage.options["sets"])
+    unvalidated = gpu_burst.stage_options(stage, tmp_path, tmp_path / "runs", 10.0, "cuda")
+    assert unvalidated.val_data == []

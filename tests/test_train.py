@@ -25,6 +25,7 @@ from deblur_cli.train import (
     Trainer,
     TrainOptions,
     charbonnier,
+    fixed_validation_windows,
     psnr_loss,
     recalibrate_batchnorm,
     spectral_l1,
@@ -41,6 +42,23 @@ def options(dataset: Path, out: Path, **extra: object) -> TrainOptions:
     )  # fmt: skip
     base.update(extra)
     return TrainOptions(**base)  # type: ignore[arg-type]
+
+
+def test_every_validation_set_gives_the_same_number_of_windows(
+    dataset: Path, tmp_path: Path
+) -> None:
+    # A small sharp-input set beside a large blurry one must weigh alike in the mean PSNR that
+    # picks best.safetensors: evenly spaced over the sets pooled, it would get no window here.
+    from deblur_cli.synth import bundled_sources, synthesize_dataset, write_dataset
+
+    small = tmp_path / "small"
+    clips = synthesize_dataset(bundled_sources("val"), 1, 5, (40, 40), seed=2, process="shake")
+    write_dataset(clips, small, layout="dvd")
+    config = TrainOptions(out_dir="", train_data=[], preset="tiny").model_config()
+    blurry, sharp = fixed_validation_windows([f"dvd:{dataset}", f"dvd:{small}"], config, 2, 32)
+    alone, alone_sharp = fixed_validation_windows([f"dvd:{small}"], config, 2, 32)
+    assert blurry.shape[0] == sharp.shape[0] == 4
+    assert torch.equal(blurry[2:], alone) and torch.equal(sharp[2:], alone_sharp)
 
 
 def test_twenty_steps_lower_the_loss(dataset: Path, tmp_path: Path) -> None:

@@ -8,12 +8,14 @@ stage starts from the shipped file and copies its weights and log to ``--out`` a
 so a stage that fails or a budget cut short loses only what was still running.
 
     python training/gpu_burst.py --corpus corpus --data /tmp/data --runs /tmp/runs \\
-        --out "$OUT" --minutes 6.5 [--val .burst/val_other_128] [--plan group]
+        --out "$OUT" --minutes 6.5 [--val .burst/val_other_128 .burst/val_sharp_128] \\
+        [--plan group]
 
 The validation sets are made from other sequences than the corpus that travels, and do not fit
 beside it whole, so ``--crop-val`` first writes the centre crops of one (here, before the run):
 with ``--val`` each stage then validates on them and delivers its best step (the GAN stage keeps
-its latest step within ``--gan-tolerance`` of its start, as on the CPU):
+its latest step within ``--gan-tolerance`` of its start, as on the CPU). Given (b) and (c), each
+set weighs alike, so the step kept is the best on blurry and sharp input together:
 
     python training/gpu_burst.py --crop-val data/val_other .burst/val_other_128
 
@@ -103,7 +105,7 @@ PLANS = {"shipped": CHAINS, "group": GROUP_CHAINS}
 
 
 def stage_options(
-    stage: Stage, data: Path, runs: Path, minutes: float, device: str, val: Path | None = None
+    stage: Stage, data: Path, runs: Path, minutes: float, device: str, val: list[Path] | None = None
 ) -> TrainOptions:
     """The stage's TrainOptions; ``@NAME`` as init means the weights stage NAME just made, and
     ``sets`` names the training sets (CLEAN_SETS unless given)."""
@@ -112,8 +114,9 @@ def stage_options(
     init = options.get("init")
     if isinstance(init, str) and init.startswith("@"):
         options["init"] = str(runs / init[1:] / "last.safetensors")
-    if val is not None:
-        options.update(val_data=[f"dvd:{val}"], val_every=500, val_windows=16, val_crop=VAL_CROP)
+    if val:
+        val_data = [f"dvd:{folder}" for folder in val]
+        options.update(val_data=val_data, val_every=500, val_windows=16, val_crop=VAL_CROP)
     return replace(
         COMMON, **options, out_dir=str(runs / stage.name), device=device,
         train_data=[f"dvd:{data / name}" for name in sets], minutes=stage.share * minutes,
@@ -157,7 +160,7 @@ def deliver(stage: Stage, runs: Path, out: Path) -> None:
 
 
 def run_chain(chain: tuple[Stage, ...], data: Path, runs: Path, out: Path, minutes: float,
-              device: str, val: Path | None) -> None:  # fmt: skip
+              device: str, val: list[Path] | None) -> None:  # fmt: skip
     cv2.setNumThreads(1)  # one thread each: the data loader's workers share the cores
     for stage in chain:
         started = time.monotonic()
@@ -191,7 +194,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, help="training time, all chains")
     parser.add_argument("--jobs", type=int, default=15, help="processes making the data")
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--val", type=Path, help="a folder written by --crop-val")
+    parser.add_argument("--val", type=Path, nargs="+", help="folders written by --crop-val")
     parser.add_argument("--plan", choices=list(PLANS), default="shipped",
                         help="shipped: from the shipped files; group: GroupNorm, new")  # fmt: skip
     parser.add_argument("--crop-val", nargs=2, type=Path, metavar=("SOURCE", "TARGET"),

@@ -221,7 +221,11 @@ def default(name: str) -> object:
     "--val-every", type=click.IntRange(1), default=default("val_every"), show_default=True
 )
 @click.option(
-    "--val-windows", type=click.IntRange(1), default=default("val_windows"), show_default=True
+    "--val-windows",
+    type=click.IntRange(1),
+    default=default("val_windows"),
+    show_default=True,
+    help="Windows scored from each --val set (each set weighs alike in the mean).",
 )
 @click.option(
     "--log-every", type=click.IntRange(1), default=default("log_every"), show_default=True
