@@ -71,3 +71,26 @@ def test_a_burst_validates_on_every_set_it_is_given(tmp_path: Path) -> None:
     assert [Path(d).name for d in options.train_data] == list(stage.options["sets"])
     unvalidated = gpu_burst.stage_options(stage, tmp_path, tmp_path / "runs", 10.0, "cuda")
     assert unvalidated.val_data == []
+
+
+def test_the_line_plan_gives_half_its_sharp_chain_windows_to_sharp_input_and_still_scenes(
+    tmp_path: Path,
+) -> None:
+    plain, sharp = [stage for chain in gpu_burst.PLANS["line"] for stage in chain]
+    assert sets_of(plain, tmp_path) == ["train_moderate", "train_sharp", "train_static"]
+    names = sets_of(sharp, tmp_path)
+    assert names.count("train_moderate") == 1 and len(names) == 5  # a set given twice: twice
+    assert gpu_burst.plan_sets(gpu_burst.PLANS["line"]) == [
+        "train_moderate", "train_sharp", "train_static"
+    ]  # fmt: skip
+
+
+def test_the_line_plan_refuses_to_run_without_both_validation_sets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["gpu_burst.py", "--data", "d", "--runs", "r", "--out", "o", "--minutes", "1",
+            "--plan", "line", "--val", str(tmp_path / "val_other_128")]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit):
+        gpu_burst.main()
+    assert "give --val both" in capsys.readouterr().err
