@@ -18,6 +18,7 @@ Outputs (DVD layout, never committed):
   data/val_other       (b) PSF-convolution blur, a process no arm trains on, validation sequences
   data/val_other_clean (b) without its noise and JPEG: the gain there is deblurring alone
   data/val_sharp       (c) sharp validation frames, light JPEG (q 85-95), no blur, no noise
+  data/val_sharp_wide  (c) five times over, other seeds (session 19; ``--only``)
 
 Content is ``../shared/data/corpus`` (research-use footage: read in place, never copied into the
 repository), split by whole sequence: VALIDATION_SEQUENCES never appear in training. The corpus
@@ -109,7 +110,7 @@ CLEAN = replace(
 # CLEAN's static clips alone: what sharp input (c) is (a static sharp scene, light JPEG), from the
 # training sequences. Session 15's arm: a small share of these against the clean clips' 27%.
 STATIC = replace(CLEAN, static_clip_prob=1.0)
-ASKED_ONLY = ("train_photos", "train_static")
+ASKED_ONLY = ("train_photos", "train_static", "val_sharp_wide")
 SETS = {
     # name: (split, process, clips, frames, seed, ranges)
     "train_moderate": ("train", "mixed", 300, 10, 1, MODERATE),
@@ -122,6 +123,9 @@ SETS = {
     "val_other": ("val", "psf", 16, 7, 2000, VAL_OTHER),
     "val_other_clean": ("val", "psf", 16, 7, 2000, VAL_OTHER_CLEAN),
     "val_sharp": ("val", "shake", 8, 7, 5000, SHARP),
+    # (c) five times over, other seeds: in (c) two clips of one static highway camera decide
+    # between files whose other six clips agree within 0.1 dB (EXPERIMENTS.md rows 112-113).
+    "val_sharp_wide": ("val", "shake", 40, 7, 5001, SHARP),
 }
 
 
