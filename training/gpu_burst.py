@@ -8,7 +8,7 @@ stage starts from the shipped file and copies its weights and log to ``--out`` a
 so a stage that fails or a budget cut short loses only what was still running.
 
     python training/gpu_burst.py --corpus corpus --data /tmp/data --runs /tmp/runs \\
-        --out "$OUT" --minutes 6.5 [--val .burst/val_other_128 .burst/val_sharp_128] \\
+        --out "$OUT" --minutes 6.5 [--val .burst/val_other_80 .burst/val_sharp_80] \\
         [--plan group]
 
 The validation sets are made from other sequences than the corpus that travels, and do not fit
@@ -17,7 +17,8 @@ with ``--val`` each stage then validates on them and delivers its best step (the
 its latest step within ``--gan-tolerance`` of its start, as on the CPU). Given (b) and (c), each
 set weighs alike, so the step kept is the best on blurry and sharp input together:
 
-    python training/gpu_burst.py --crop-val data/val_other .burst/val_other_128
+    python training/gpu_burst.py --crop-val data/val_other .burst/val_other_80 --crop-size 80
+    python training/gpu_burst.py --crop-val data/val_sharp .burst/val_sharp_80 --crop-size 80
 
 The shares and flags below are the recipe; EXPERIMENTS.md records each burst and its scores.
 """
