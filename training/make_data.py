@@ -18,7 +18,7 @@ Outputs (DVD layout, never committed):
   data/val_other       (b) PSF-convolution blur, a process no arm trains on, validation sequences
   data/val_other_clean (b) without its noise and JPEG: the gain there is deblurring alone
   data/val_sharp       (c) sharp validation frames, light JPEG (q 85-95), no blur, no noise
-  data/val_sharp_wide  (c) five times over, other seeds (session 19; ``--only``)
+  data/val_sharp_wide  (c) five times over, other seeds and all five validation sequences
 
 Content is ``../shared/data/corpus`` (research-use footage: read in place, never copied into the
 repository), split by whole sequence: VALIDATION_SEQUENCES never appear in training. The corpus
@@ -110,7 +110,7 @@ CLEAN = replace(
 # CLEAN's static clips alone: what sharp input (c) is (a static sharp scene, light JPEG), from the
 # training sequences. Session 15's arm: a small share of these against the clean clips' 27%.
 STATIC = replace(CLEAN, static_clip_prob=1.0)
-ASKED_ONLY = ("train_photos", "train_static", "val_sharp_wide")
+ASKED_ONLY = ("train_photos", "train_static")
 SETS = {
     # name: (split, process, clips, frames, seed, ranges)
     "train_moderate": ("train", "mixed", 300, 10, 1, MODERATE),
