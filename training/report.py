@@ -134,8 +134,12 @@ def reuse_rows(
         if not scored_in_results(path):
             raise click.UsageError(f"{path} changed since {RESULTS / 'VALIDATION.json'}: score it")
     new_sets = [set_name for set_name in table if set_name not in old]
-    engines = {name: Deblurrer(load_model(path)) for name, path in reused.items()}
-    scored = validation_table(data, dict(engines), new_sets) if new_sets else {}
+    scored = {}
+    if new_sets:
+        engines: dict[str, Deblurrer | None] = {
+            name: Deblurrer(load_model(path)) for name, path in reused.items()
+        }
+        scored = validation_table(data, engines, new_sets)
     for set_name, rows in table.items():
         for name in reused:
             rows[name] = (scored if set_name in scored else old)[set_name][name]
