@@ -179,6 +179,11 @@ class TrainOptions:
     # windows and zero their outgoing weights (deblur_cli/dormant.py): same output, but the
     # channels can learn again. For runs that start from ``init`` weights.
     recycle_dormant: bool = False
+    # A curriculum: for the first ``easy_share`` of the run (by the same measure as the cosine
+    # schedule: steps, CPU or wall time), windows come from ``easy_data`` (e.g. narrower blur)
+    # instead of ``train_data``; the optimiser and schedule run on unbroken across the switch.
+    easy_data: list[str] = field(default_factory=list)
+    easy_share: float = 0.0
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -189,6 +194,10 @@ class TrainOptions:
             raise DeblurError(f"--optimizer must be one of {OPTIMIZERS}")
         if self.schedule not in SCHEDULES:
             raise DeblurError(f"--schedule must be one of {SCHEDULES}")
+        if not 0.0 <= self.easy_share < 1.0:
+            raise DeblurError("--easy-share must be at least 0 and below 1")
+        if self.easy_share > 0 and not self.easy_data:
+            raise DeblurError("--easy-share needs --easy-data")
         if self.stage == "gan" and not self.init:
             raise DeblurError("the GAN stage starts from content-stage weights: pass --init PATH")
 
@@ -415,14 +424,10 @@ class Trainer:
         self.ema = copy.deepcopy(self.generator) if options.ema_decay > 0 else None
         if resume:
             self._load_resume()
-        self.train_set = WindowDataset(
-            parse_sources(options.train_data), frames=self.config.frames, crop=options.crop,
-            augment=True, cache=True,
-            neighbours=NeighbourAugment() if options.neighbour_augment else None,
-            prepare=window_preparer(self.config),
-        )  # fmt: skip
-        if len(self.train_set) == 0:
-            raise DatasetError("the training data holds no frames with ground truth")
+        self.train_set = self._training_windows(options.train_data)
+        self.easy_set = (
+            self._training_windows(options.easy_data) if options.easy_share > 0 else None
+        )
         self.val = (
             fixed_validation_windows(
                 options.val_data, self.config, options.val_windows, options.val_crop
@@ -436,6 +441,18 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)  # only once the data has been found
         if recycled is not None:
             self.log({"step": self.state.step, "recycled": recycled})
+
+    def _training_windows(self, sources: list[str]) -> WindowDataset:
+        options = self.options
+        windows = WindowDataset(
+            parse_sources(sources), frames=self.config.frames, crop=options.crop,
+            augment=True, cache=True,
+            neighbours=NeighbourAugment() if options.neighbour_augment else None,
+            prepare=window_preparer(self.config),
+        )  # fmt: skip
+        if len(windows) == 0:
+            raise DatasetError(f"the training data {sources} holds no frames with ground truth")
+        return windows
 
     def _recycle_dormant(self) -> dict[str, int]:
         """Give the starting weights' dormant channels back to training (deblur_cli/dormant.py),
@@ -695,13 +712,22 @@ class Trainer:
             group["lr"] = lr
 
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Training batches to the end of the run: the curriculum's easy windows first, if any."""
+        if self.easy_set is not None and self.progress() < self.options.easy_share:
+            for batch in self._batches_from(self.easy_set):
+                if self.progress() >= self.options.easy_share:
+                    break
+                yield batch
+        yield from self._batches_from(self.train_set)
+
+    def _batches_from(self, windows: WindowDataset) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         sampler = StepBatches(
-            len(self.train_set), self.options.batch, self.options.seed, self.state.step,
+            len(windows), self.options.batch, self.options.seed, self.state.step,
             self.options.steps, self.rank,
         )  # fmt: skip
         workers = self.options.workers
         loader = DataLoader(
-            SeededWindows(self.train_set), batch_sampler=sampler, num_workers=workers,
+            SeededWindows(windows), batch_sampler=sampler, num_workers=workers,
             persistent_workers=False, pin_memory=self.device.type == "cuda",
             prefetch_factor=4 if workers else None,
         )  # fmt: skip

@@ -383,6 +383,30 @@ def test_a_wall_clock_budget_ends_the_run_and_drives_the_cosine(
     assert validated[-1] == state.step  # the final step is validated, whatever val_every says
 
 
+def test_a_curriculum_trains_on_the_easy_data_first_then_on_the_training_data(
+    dataset: Path, tmp_path: Path
+) -> None:
+    from deblur_cli.synth import BlurRanges, bundled_sources, synthesize_dataset, write_dataset
+
+    easy = tmp_path / "easy"  # no blur at all: each window's centre frame is its target
+    clips = synthesize_dataset(bundled_sources("train"), 2, 5, (48, 48), seed=4, process="shake",
+                               ranges=BlurRanges.static_clean())  # fmt: skip
+    write_dataset(clips, easy, layout="dvd")
+    trainer = Trainer(options(dataset, tmp_path / "run", steps=8, easy_data=[f"dvd:{easy}"],
+                              easy_share=0.5))  # fmt: skip
+    unblurred = []
+    for blurry, sharp in trainer.batches():  # the trainer counts the steps as run() does
+        centre = blurry[:, :, blurry.shape[2] // 2]
+        unblurred.append(torch.equal(centre, sharp.reshape(centre.shape)))
+        trainer.state.step += 1
+    assert unblurred == [True] * 4 + [False] * 4
+
+
+def test_easy_share_without_easy_data_is_an_error(dataset: Path, tmp_path: Path) -> None:
+    with pytest.raises(DeblurError, match="--easy-share needs --easy-data"):
+        options(dataset, tmp_path, easy_share=0.3)
+
+
 def test_cuda_training_without_a_gpu_is_a_clear_error(dataset: Path, tmp_path: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present")

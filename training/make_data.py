@@ -110,12 +110,16 @@ CLEAN = replace(
 # CLEAN's static clips alone: what sharp input (c) is (a static sharp scene, light JPEG), from the
 # training sequences. Session 15's arm: a small share of these against the clean clips' 27%.
 STATIC = replace(CLEAN, static_clip_prob=1.0)
-ASKED_ONLY = ("train_photos", "train_static")
+# MODERATE's scenes and degradations with a third of its blur lengths (0-13 px at 720p, under
+# 5 px at 256): the easy first phase of the curriculum arm (session 21, `--easy-data`).
+NARROW = replace(MODERATE, blur_px_720=(0.0, 13.0), object_blur_px_720=(0.0, 13.0))
+ASKED_ONLY = ("train_photos", "train_static", "train_narrow")
 SETS = {
     # name: (split, process, clips, frames, seed, ranges)
     "train_moderate": ("train", "mixed", 300, 10, 1, MODERATE),
     "train_photos": ("train", "mixed", 300, 10, 1, MODERATE),
     "train_broad": ("train", "mixed", 300, 10, 1, BROAD),
+    "train_narrow": ("train", "mixed", 300, 10, 1, NARROW),
     "train_sharp": ("train", "shake", 100, 10, 7, NEARLY_SHARP),
     "train_clean": ("train", "shake", 150, 10, 11, CLEAN),
     "train_static": ("train", "shake", 50, 10, 17, STATIC),

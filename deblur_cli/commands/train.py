@@ -47,6 +47,20 @@ def default(name: str) -> object:
     help="Validation data (a fixed set of centre crops is scored every --val-every steps).",
 )
 @click.option(
+    "--easy-data",
+    multiple=True,
+    metavar="LAYOUT:PATH",
+    help="A curriculum: train on these (easier) data for the first --easy-share of the run, "
+    "then on --data; one optimiser and schedule throughout.",
+)
+@click.option(
+    "--easy-share",
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    default=default("easy_share"),
+    show_default=True,
+    help="Fraction of the run (steps or time budget) trained on --easy-data.",
+)
+@click.option(
     "-o",
     "--out",
     "out_dir",
@@ -259,10 +273,11 @@ def train_command(
     values["global_residual"] = not no_global_residual
     values["train_data"] = list(values["train_data"])  # type: ignore[arg-type]
     values["val_data"] = list(values["val_data"])  # type: ignore[arg-type]
+    values["easy_data"] = list(values["easy_data"])  # type: ignore[arg-type]
     known = {f.name for f in dataclasses.fields(TrainOptions)}
     options = TrainOptions(**{k: v for k, v in values.items() if k in known})  # type: ignore[arg-type]
     # Missing data fails here, before the run folder or the progress bar exist.
-    parse_sources(options.train_data + options.val_data)
+    parse_sources(options.train_data + options.val_data + options.easy_data)
     console = Console(stderr=True)
     columns = [
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
