@@ -206,6 +206,11 @@ def tiny_name(model_args: list[str]) -> str:
     return model_args[model_args.index("--model") + 1]
 
 
+def named_faster_than(estimate, factor: float) -> bool:
+    """Whether ``estimate`` names a faster model measured more than ``factor`` times faster."""
+    return estimate.faster is not None and estimate.faster.factor > factor
+
+
 def test_a_long_cpu_run_names_the_faster_model_measured():
     engine = Deblurrer(load_model("dblrnet"), device="cpu", precision="fp32")
     window = np.repeat(blurred_planes(0)[:1], 5, axis=0).astype(np.float32) / 255
@@ -213,9 +218,10 @@ def test_a_long_cpu_run_names_the_faster_model_measured():
     short = estimate_run(engine, window, 10, "dblrnet")
     assert short.faster is None
     # Best of three: the ratio of two timings reads low when other work shares the cores
-    # (1.35x once with two trainings running), and the claim is what the machine can do.
+    # (1.35x once with two trainings running; under 1x, so no model named, once beside one
+    # training and a fresh engine's first run), and the claim is what the machine can do.
     longs = [estimate_run(engine, window, 10**7, "dblrnet", short.seconds_per_frame)]
-    while longs[-1].faster is not None and longs[-1].faster.factor <= 1.5 and len(longs) < 3:
+    while not named_faster_than(longs[-1], 1.5) and len(longs) < 3:
         longs.append(estimate_run(engine, window, 10**7, "dblrnet"))
     long = longs[-1]
 
