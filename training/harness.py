@@ -198,6 +198,8 @@ ARMS: dict[str, tuple[tuple[str, ...], list[str]]] = {
         MIXED,
         [*FASTER, "--lr", "3e-4", *GROUP, "--crop", "32", "--batch", "32"],
     ),
+    # Its pair at the control's 8 windows of 64x64: which of the two changes does what.
+    "group-noclean-noalign-3e-4": (MIXED, [*FASTER, *SMALL_CROPS, "--lr", "3e-4", *GROUP]),
 }
 VAL_SETS = {
     "own": "val_own",
