@@ -57,7 +57,8 @@ MIXED = ("train_moderate", "train_sharp")
 WITH_CLEAN = (*MIXED, "train_clean")
 # On the unbiased data (bicubic sub-exposures) `align` died at 1e-3 from scratch (output =
 # input; EXPERIMENTS.md row 43); it learns at 3e-4.
-ALIGN_3E4 = [*FASTER, *SMALL_CROPS, "--align", "--lr", "3e-4"]
+UNALIGNED_3E4 = [*FASTER, *SMALL_CROPS, "--lr", "3e-4"]
+ALIGN_3E4 = [*UNALIGNED_3E4, "--align"]
 # Continued training of the shipped CPU model, as session 9's stage 6 (EXPERIMENTS.md row 57).
 SHIPPED_FAST = Path(__file__).resolve().parents[1] / "weights" / "dblrnet-fast.safetensors"
 FINE_TUNE = [*FASTER, *SMALL_CROPS, "--init", str(SHIPPED_FAST), "--lr", "2e-4", "--lr-min",
@@ -196,10 +197,10 @@ ARMS: dict[str, tuple[tuple[str, ...], list[str]]] = {
     # nearly free. Level with the control by total CPU, or ahead?
     "group-noclean-crop32-noalign-3e-4": (
         MIXED,
-        [*FASTER, "--lr", "3e-4", *GROUP, "--crop", "32", "--batch", "32"],
+        [*UNALIGNED_3E4, *GROUP, "--crop", "32", "--batch", "32"],
     ),
     # Its pair at the control's 8 windows of 64x64: which of the two changes does what.
-    "group-noclean-noalign-3e-4": (MIXED, [*FASTER, *SMALL_CROPS, "--lr", "3e-4", *GROUP]),
+    "group-noclean-noalign-3e-4": (MIXED, [*UNALIGNED_3E4, *GROUP]),
 }
 VAL_SETS = {
     "own": "val_own",
