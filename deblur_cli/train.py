@@ -39,11 +39,11 @@ from deblur_cli.models import FAST, PAPER, TINY, DBLRNet, DBLRNetConfig
 from deblur_cli.models.dblrnet import ResidualBlock
 from deblur_cli.models.discriminator import Discriminator
 from deblur_cli.motion import window_preparer
+from deblur_cli.optimizers import OPTIMIZERS, build_optimizer
 from deblur_cli.weights import load_model, save_model
 
 PRESETS = {"paper": PAPER, "fast": FAST, "tiny": TINY}
 STAGES = ("content", "gan")
-OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("plateau", "cosine")
 TRAIN_DEVICES = ("auto", "cpu", "cuda")
 CPU = torch.device("cpu")
@@ -120,7 +120,7 @@ class TrainOptions:
     lr: float = 1e-4
     lr_min: float = 1e-5
     plateau_patience: int = 4  # validations without improvement before lr drops
-    optimizer: str = "adam"  # "adamw": decoupled weight decay
+    optimizer: str = "adam"  # "adamw": decoupled weight decay; "muon": see optimizers.py
     weight_decay: float = 0.0
     # "plateau": lr / 10 when validation stalls (the paper); "cosine": linear warm-up over
     # ``warmup`` steps, then cosine decay from ``lr`` to ``lr_min`` at the end of the run.
@@ -407,9 +407,8 @@ class Trainer:
         torch.manual_seed(options.seed)
         self.generator = self._build_generator()
         self.config = self.generator.config
-        optimizer = torch.optim.AdamW if options.optimizer == "adamw" else torch.optim.Adam
-        self.opt = optimizer(
-            self.generator.parameters(), lr=options.lr, weight_decay=options.weight_decay
+        self.opt = build_optimizer(
+            options.optimizer, self.generator, options.lr, options.weight_decay
         )
         self.schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.opt, mode="max", factor=0.1, patience=options.plateau_patience,

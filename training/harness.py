@@ -70,6 +70,7 @@ PHOTOS_CLEAN = ("train_photos", "train_sharp", "train_clean")
 # Session 21's curriculum: the first third of the run on narrow blur and the nearly sharp clips.
 NARROW_FIRST = ["--easy-data", "dvd:{data}/train_narrow", "--easy-data", "dvd:{data}/train_sharp",
                 "--easy-share", "0.33"]  # fmt: skip
+MUON = ["--optimizer", "muon"]
 ARMS: dict[str, tuple[tuple[str, ...], list[str]]] = {
     # name: (training sets under DATA, mixed by clip count; extra `deblur train` flags, where
     # "{data}" stands for DATA)
@@ -201,6 +202,10 @@ ARMS: dict[str, tuple[tuple[str, ...], list[str]]] = {
     ),
     # Its pair at the control's 8 windows of 64x64: which of the two changes does what.
     "group-noclean-noalign-3e-4": (MIXED, [*UNALIGNED_3E4, *GROUP]),
+    # Session 24: Muon (orthogonalised momentum) for the hidden convolutions, AdamW for the rest
+    # (deblur_cli/optimizers.py), at the control's rate and at the `faster` recipe's 1e-3.
+    "group-noclean-muon-3e-4": (MIXED, [*ALIGN_3E4, *GROUP, *MUON]),
+    "group-noclean-muon-1e-3": (MIXED, [*ALIGN_3E4, *GROUP, *MUON, "--lr", "1e-3"]),
 }
 VAL_SETS = {
     "own": "val_own",

@@ -177,7 +177,12 @@ def default(name: str) -> object:
     help="Residual blocks dilated 1, 2, 4 in turn: twice the reach, same cost (general path).",
 )
 @click.option(
-    "--optimizer", type=click.Choice(OPTIMIZERS), default=default("optimizer"), show_default=True
+    "--optimizer",
+    type=click.Choice(OPTIMIZERS),
+    default=default("optimizer"),
+    show_default=True,
+    help="muon: orthogonalised momentum for the hidden convolutions, AdamW for the rest "
+    "(experimental; deblur_cli/optimizers.py).",
 )
 @click.option("--weight-decay", type=float, default=default("weight_decay"), show_default=True)
 @click.option(
