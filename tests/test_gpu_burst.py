@@ -85,12 +85,21 @@ def test_the_line_plan_gives_half_its_sharp_chain_windows_to_sharp_input_and_sti
     ]  # fmt: skip
 
 
-def test_the_line_plan_refuses_to_run_without_both_validation_sets(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("plan", ["line", "muon"])
+def test_a_validated_plan_refuses_to_run_without_both_validation_sets(
+    plan: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["gpu_burst.py", "--data", "d", "--runs", "r", "--out", "o", "--minutes", "1",
-            "--plan", "line", "--val", str(tmp_path / "val_other_128")]  # fmt: skip
+            "--plan", plan, "--val", str(tmp_path / "val_other_128")]  # fmt: skip
     monkeypatch.setattr(sys, "argv", argv)
     with pytest.raises(SystemExit):
         gpu_burst.main()
     assert "give --val both" in capsys.readouterr().err
+
+
+def test_the_muon_plan_trains_both_sizes_from_scratch_with_muon(tmp_path: Path) -> None:
+    paper, fast = [stage for chain in gpu_burst.PLANS["muon"] for stage in chain]
+    for stage, preset in ((paper, "paper"), (fast, "fast")):
+        options = gpu_burst.stage_options(stage, tmp_path, tmp_path / "runs", 10.0, "cuda")
+        assert options.optimizer == "muon" and options.init is None
+        assert options.preset == preset and options.model_config().norm == "group"
