@@ -246,7 +246,7 @@ def training_curve(records: list[dict], out: Path, marks: dict[int, str] | None 
     steps, psnr, base = zip(*vals, strict=True)
     right.plot(steps, psnr, marker="o", label="DBLRNet")
     right.plot(steps, base, linestyle="--", label="blurry input")
-    right.set(xlabel="step", ylabel="PSNR (dB)", title="validation (PSF blur, unseen process)")
+    right.set(xlabel="step", ylabel="PSNR (dB)", title="validation (the run's --val windows)")
     right.legend()
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
